@@ -95,3 +95,11 @@ def _(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi
     oh, ow = conv2d_output_size(x.shape[2:], weight.shape[1:3], stride, padding, dilation)
     out = x.new_empty((x.shape[0], weight.shape[0], oh, ow), dtype=out_dtype)
     return out.contiguous(memory_format=torch.channels_last)
+
+
+# The overloads the passes put into graphs (printable as torch.ops.int8compile.<op>.default).
+QUANTIZE = torch.ops.int8compile.quantize.default
+DEQUANTIZE = torch.ops.int8compile.dequantize.default
+LINEAR = torch.ops.int8compile.linear.default
+CONV2D = torch.ops.int8compile.conv2d.default
+OP_NAMES = {QUANTIZE: "quantize", DEQUANTIZE: "dequantize", LINEAR: "linear", CONV2D: "conv2d"}

@@ -1,0 +1,147 @@
+"""convert: replace each calibrated FloatLayer by quantize -> int8 op, keeping int8 between layers.
+
+A layer's int8 output feeds the next quantized layer directly; only float consumers get a
+dequantize. A layer none of whose consumers is quantized emits float straight from its epilogue
+(docs/numerics.md section 5). Weights are quantized here, so parameters are frozen at this moment.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import fx
+
+from .. import numerics, ops
+from ..layers import LayerSpec
+from .context import PassContext
+from .observe import VALUE_PRESERVING, ObserveHook, root
+
+aten = torch.ops.aten
+
+
+@dataclass
+class Int8Value:
+    node: fx.Node          # the int8 tensor in the graph
+    scale: float
+
+
+def convert(gm: fx.GraphModule, ctx: PassContext) -> fx.GraphModule:
+    _remove_observers(gm)
+    layers = [(n, ctx.layers[n.target]) for n in gm.graph.nodes
+              if n.op == "call_module" and n.target in ctx.layers and ctx.layers[n.target].quantize]
+    # read scales while the graph still has its float form (rewriting changes node inputs)
+    keys = {n: _scales_of(n, spec, ctx) for n, spec in layers}
+    int8: dict[fx.Node, Int8Value] = {}
+    for node, spec in layers:
+        _convert_layer(gm, ctx, node, spec, int8, *keys[node])
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+def _remove_observers(gm: fx.GraphModule) -> None:
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and isinstance(gm.get_submodule(node.target), ObserveHook):
+            gm.graph.erase_node(node)
+
+
+def _scales_of(layer: fx.Node, spec: LayerSpec, ctx: PassContext):
+    """(s_x, s_residual or None, s_y or None when the layer can emit float) of a float layer node."""
+    scale = lambda node: ctx.scales[ctx.tensor_keys[root(node).name]]
+    residual = layer.args[1] if len(layer.args) > 1 else None
+    out_int8 = spec.has_residual or _feeds_quantized_layer(layer, ctx)
+    return scale(layer.args[0]), (scale(residual) if residual is not None else None), \
+        (scale(layer) if out_int8 else None)
+
+
+def _convert_layer(gm, ctx: PassContext, layer: fx.Node, spec: LayerSpec, int8,
+                   s_x: float, s_r: Optional[float], s_y: Optional[float]) -> None:
+    x, residual = layer.args[0], (layer.args[1] if len(layer.args) > 1 else None)
+    w_q, s_w = numerics.quantize_weight(spec.weight)
+    out_int8 = s_y is not None
+    float_dtype = layer.meta["val"].dtype if "val" in layer.meta else torch.float32
+
+    if out_int8:
+        rq = numerics.requant_params(ctx.options.requant_mode, s_x * s_w / s_y,
+                                     s_r / s_y if s_r is not None else None)
+    else:
+        rq = numerics.requant_params(numerics.RequantMode.FLOAT, s_x * s_w)
+    lo, hi = numerics.clamp_bounds(*spec.clamp, s_y)
+    const = lambda value, what: ctx.add_constant(gm, layer, value.to(ctx.device), f"{spec.name}_{what}")
+    with gm.graph.inserting_before(layer):
+        views = spec.kind == "linear"       # conv inputs must stay channels-last: no reshaped reuse
+        xq = _int8_input(gm, ctx, x, s_x, int8, spec.conv1d, views)
+        rq_node = _int8_input(gm, ctx, residual, s_r, int8, spec.conv1d, views) \
+            if residual is not None else None
+    epilogue = (const(numerics.quantize_bias(spec.bias, s_x, s_w), "bias"), const(rq.scale, "scale"),
+                const(rq.mult, "mult") if rq.mult is not None else None,
+                const(rq.shift, "shift") if rq.shift is not None else None,
+                rq_node, const(rq.res_mult, "res_mult") if rq.res_mult is not None else None,
+                rq.res_scale, lo, hi, torch.int8 if out_int8 else float_dtype)
+    with gm.graph.inserting_before(layer):
+        if spec.kind == "linear":
+            out = gm.graph.call_function(ops.LINEAR, (xq, const(w_q, "weight"), *epilogue))
+        else:
+            w_ohwi = w_q.permute(0, 2, 3, 1).contiguous()
+            out = gm.graph.call_function(ops.CONV2D, (xq, const(w_ohwi, "weight"), *epilogue,
+                                                      list(spec.stride), list(spec.padding),
+                                                      list(spec.dilation), spec.groups))
+        out.meta["int8_layer"] = spec.name                  # the op node: lower records its kernel
+        if spec.conv1d:
+            out = gm.graph.call_function(aten.squeeze.dim, (out, 2))
+        out.meta.update(int8_layer_output=spec.name, int8_scale=s_y)   # what report measures
+        replacement = out
+        if out_int8:
+            replacement = gm.graph.call_function(ops.DEQUANTIZE, (out, s_y, float_dtype))
+            int8[replacement] = Int8Value(out, s_y)
+    layer.replace_all_uses_with(replacement)
+    gm.graph.erase_node(layer)
+    spec.scales = {"in": s_x, "out": s_y, "residual": s_r}
+
+
+def _feeds_quantized_layer(node: fx.Node, ctx: PassContext) -> bool:
+    for user in node.users:
+        if user.op == "call_module":
+            spec = ctx.layers.get(user.target)
+            if spec is not None and spec.quantize:
+                return True
+        if user.op == "call_function" and user.target in VALUE_PRESERVING and \
+                _feeds_quantized_layer(user, ctx):
+            return True
+    return False
+
+
+def _int8_input(gm, ctx: PassContext, x: fx.Node, scale: float, int8: dict, four_d: bool,
+                views: bool) -> fx.Node:
+    """The int8 form of float node `x` at `scale`: reuse a layer's int8 output, else quantize."""
+    value = _reuse(gm, x, int8) if views else int8.get(x)
+    if value is None or value.scale != scale:
+        q = gm.graph.call_function(ops.QUANTIZE, (x if not four_d else _unsqueeze(gm, x),
+                                                  numerics.inverse_scale(scale)))
+        if four_d:
+            q = gm.graph.call_function(aten.squeeze.dim, (q, 2))
+        value = int8[x] = Int8Value(q, scale)
+    return _unsqueeze(gm, value.node) if four_d else value.node
+
+
+def _reuse(gm, x: fx.Node, int8: dict) -> Optional[Int8Value]:
+    """int8 form of x if x is a dequantized layer output, possibly behind view-like ops."""
+    if x in int8:
+        return int8[x]
+    if x.op == "call_function" and x.target in VALUE_PRESERVING:
+        inner = _reuse(gm, x.args[0], int8)
+        if inner is not None and x.target is not aten.clone.default:
+            shape = list(x.meta["val"].shape) if "val" in x.meta else None
+            if shape is None or any(not isinstance(d, int) for d in shape):
+                return None
+            node = gm.graph.call_function(aten.reshape.default, (inner.node, shape))
+            int8[x] = Int8Value(node, inner.scale)
+            return int8[x]
+    return None
+
+
+def _unsqueeze(gm, node: fx.Node) -> fx.Node:
+    return gm.graph.call_function(aten.unsqueeze.default, (node, 2))
