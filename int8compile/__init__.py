@@ -14,6 +14,7 @@ from .calibration import save as save_calibration
 from .numerics import RequantMode
 from .observers import RangeError
 from .options import Options
+from .passes.match import counters
 from .program import NotCalibratedError
 from .report import report
 
@@ -21,5 +22,5 @@ _register()
 
 __all__ = ["calibrate", "calibrate_batches", "report", "save_calibration", "load_calibration",
            "Options", "RequantMode", "int8_backend", "CalibrationError", "RangeError",
-           "NotCalibratedError"]
+           "NotCalibratedError", "counters"]
 __version__ = "0.1.0"

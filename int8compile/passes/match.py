@@ -8,6 +8,7 @@ Candidates that look like layers but cannot be quantized are recorded with the r
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -19,6 +20,10 @@ from .context import PassContext
 
 aten = torch.ops.aten
 INF = math.inf
+
+# What match found, summed over every graph compiled in this process (tests assert on it, as on
+# inductor's counters): "conv", "linear", "batch_norm", "add", "relu", "clamp", "pad", "rejected".
+counters: Counter = Counter()
 
 
 # ---- anchors: op -> LayerSpec (or a reason string when it is a candidate we must leave alone) ----
@@ -158,6 +163,7 @@ def match(gm: fx.GraphModule, ctx: PassContext) -> fx.GraphModule:
         name = _layer_name(base, names)
         spec = anchor.build(node, ctx)
         if isinstance(spec, str):
+            counters["rejected"] += 1
             ctx.rejected.append(LayerSpec(name=name, kind="conv" if "conv" in spec else "linear",
                                           weight=torch.empty(0), bias=None, quantize=False, reason=spec))
             continue
@@ -183,6 +189,8 @@ def _collapse(gm, ctx: PassContext, anchor: fx.Node, spec: LayerSpec, x: fx.Node
             break
         tail = user
         absorbed.append(user)
+    counters[spec.kind] += 1
+    counters.update(spec.fused)
     target = f"int8_layer_{len(ctx.layers)}"
     gm.add_submodule(target, FloatLayer(spec))
     ctx.layers[target] = spec

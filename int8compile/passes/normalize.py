@@ -1,7 +1,9 @@
-"""normalize: fold computations on frozen constants, so every weight is a plain constant.
+"""normalize: fold computations on frozen constants, and move clamps in front of reshapes.
 
 After this pass `x @ W.t()`, `F.linear(x, W)` and `x @ W_kn` all read a constant weight directly:
-chains like t(W), permute(W), W.view(...) or W * 2 are evaluated once at compile time.
+chains like t(W), permute(W), W.view(...) or W * 2 are evaluated once at compile time. A batched
+linear is traced as view -> mm -> view, so `relu(linear(x3d))` arrives as relu(view(mm)); clamps
+commute with reshapes, so they are swapped to relu(mm) first and match can fuse them.
 """
 from __future__ import annotations
 
@@ -22,9 +24,26 @@ def normalize(gm: fx.GraphModule, ctx: PassContext) -> fx.GraphModule:
                 folded = ctx.add_constant(gm, node, value, source)
                 node.replace_all_uses_with(folded)
                 gm.graph.erase_node(node)
+    _clamps_before_views(gm)
     gm.graph.eliminate_dead_code()
     gm.recompile()
     return gm
+
+
+def _clamps_before_views(gm: fx.GraphModule) -> None:
+    from .match import CLAMPS
+    from .observe import VALUE_PRESERVING
+    for clamp in list(gm.graph.nodes):
+        view = clamp.args[0] if clamp.op == "call_function" and clamp.target in CLAMPS else None
+        if not (isinstance(view, fx.Node) and view.target in VALUE_PRESERVING and len(view.users) == 1
+                and isinstance(view.args[0], fx.Node) and len(view.args[0].users) == 1):
+            continue
+        with gm.graph.inserting_before(view):
+            moved = gm.graph.call_function(clamp.target, (view.args[0], *clamp.args[1:]), clamp.kwargs)
+            moved.meta = dict(view.args[0].meta)
+        view.replace_input_with(view.args[0], moved)
+        clamp.replace_all_uses_with(view)
+        gm.graph.erase_node(clamp)
 
 
 def _foldable(node: fx.Node, ctx: PassContext) -> bool:

@@ -1,0 +1,309 @@
+"""The `cpu` target: C++ int8 kernels in csrc/cpu (AVX512-VNNI, AVX2 or portable scalar, picked at run
+time from the CPU's flags), multi-threaded through at::parallel_for. docs/kernels_cpu.md has the design.
+
+Importing this module builds nothing: the extension is compiled (torch.utils.cpp_extension + ninja,
+cached by kernels/build.py) on the first kernel call or the first capability check. If the build
+fails, every check returns the build error as its reason and the registry falls back to the reference
+target (one warning, kernels/build.py:warn_once).
+
+Instruction path: the best the CPU supports, or the one named by $INT8COMPILE_CPU_ISA
+("avx512vnni", "avx2", "scalar"), or `set_isa(name)` (tests use it to run every path on one machine).
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import weakref
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import reference
+from .build import BuildError, load_extension, warn_once
+from .registry import OpCall, register
+
+TARGET = "cpu"
+PRIORITY = 10                    # above the reference (0)
+EXTENSION = "int8compile_cpu"
+SOURCES = ("cpu/bindings.cpp", "cpu/gemm_scalar.cpp", "cpu/gemm_avx2.cpp", "cpu/gemm_avx512vnni.cpp")
+CFLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-Wno-unused-function")
+ISAS = ("avx512vnni", "avx2", "scalar")
+MAX_K = 132104                   # docs/numerics.md section 3: int32 accumulation is exact for K below
+
+_OUT_KIND = {torch.int8: 0, torch.float32: 1, torch.bfloat16: 2, torch.float16: 3}
+_FLOAT_IN = (torch.float32, torch.bfloat16, torch.float16)
+
+_lock = threading.Lock()
+_ext = None
+_build_error: Optional[str] = None
+_forced_isa: Optional[str] = None
+
+
+# ---- build and ISA selection ----------------------------------------------------------------------
+def _load():
+    """The compiled extension (built on first use), or raises BuildError."""
+    global _ext, _build_error
+    if _ext is not None:
+        return _ext
+    if _build_error is not None:
+        raise BuildError(_build_error)
+    with _lock:
+        if _ext is None and _build_error is None:
+            try:
+                _ext = load_extension(EXTENSION, SOURCES, cflags=CFLAGS)
+            except BuildError as e:
+                _build_error = str(e)
+                warn_once(TARGET, _build_error)
+                raise
+    if _ext is None:
+        raise BuildError(_build_error)
+    return _ext
+
+
+def build_error() -> Optional[str]:
+    """None if the kernels build (building them now if needed), else the reason they do not."""
+    try:
+        _load()
+        return None
+    except BuildError as e:
+        return str(e)
+
+
+def supported_isas() -> list[str]:
+    return list(_load().supported_isas())
+
+
+def set_isa(name: Optional[str]) -> None:
+    """Force an instruction path ("avx512vnni", "avx2", "scalar"); None restores automatic choice."""
+    global _forced_isa
+    if name is not None:
+        if name not in ISAS:
+            raise ValueError(f"unknown cpu ISA {name!r}; known: {ISAS}")
+        if not _load().cpu_supports(name):
+            raise RuntimeError(f"this CPU cannot run the {name!r} kernels")
+    _forced_isa = name
+
+
+def active_isa() -> str:
+    ext = _load()
+    name = _forced_isa or os.environ.get("INT8COMPILE_CPU_ISA") or ext.best_isa()
+    if name not in ISAS or not ext.cpu_supports(name):
+        warn_once(TARGET, f"INT8COMPILE_CPU_ISA={name!r} is not usable here; using {ext.best_isa()}")
+        name = ext.best_isa()
+    return name
+
+
+def prebuild() -> str:
+    """Build (or load from the cache) the cpu kernels; one line saying what will run."""
+    try:
+        ext = _load()
+    except BuildError as e:
+        return f"cpu kernels unavailable: {e}"
+    return (f"cpu kernels ready: ISA {active_isa()} (this CPU supports {', '.join(ext.supported_isas())}; "
+            f"threads {torch.get_num_threads()})")
+
+
+# ---- packed weights, cached per weight tensor --------------------------------------------------------
+_packs: dict[int, tuple] = {}
+
+
+def _version(t: Tensor):
+    try:
+        return t._version
+    except Exception:            # inference tensors track no version
+        return None
+
+
+def packed_weight(weight2d: Tensor, groups: int, isa: str) -> tuple[Tensor, Tensor]:
+    """(packed bytes, int32 column sums) of an [O, K] int8 weight, cached while `weight2d` lives and
+    is not modified in place (keyed by the tensor object, checked by its version counter)."""
+    key = id(weight2d)
+    entry = _packs.get(key)
+    ver = _version(weight2d)
+    if entry is not None:
+        ref, e_ver, e_groups, e_isa, e_shape, packed, colsum = entry
+        if (ref() is weight2d and e_ver == ver and e_groups == groups and e_isa == isa
+                and e_shape == tuple(weight2d.shape) and ver is not None):
+            return packed, colsum
+    w2d = weight2d.reshape(weight2d.shape[0], -1)
+    packed, colsum = _load().pack_weight(w2d, groups, isa)
+    try:
+        ref = weakref.ref(weight2d, lambda _r, k=key: _packs.pop(k, None))
+        _packs[key] = (ref, ver, groups, isa, tuple(weight2d.shape), packed, colsum)
+    except TypeError:
+        pass
+    return packed, colsum
+
+
+def clear_cache() -> None:
+    _packs.clear()
+
+
+# ---- capability checks ------------------------------------------------------------------------------
+def _common(call: OpCall) -> Optional[str]:
+    if call.device != "cpu":
+        return f"the cpu target runs on CPU tensors only (device is {call.device})"
+    err = build_error()
+    if err is not None:
+        warn_once(TARGET, err)
+        return f"cpu kernels unavailable: {err}"
+    return None
+
+
+def _gemm_check(call: OpCall, k: int) -> Optional[str]:
+    x_dtype = call.dtypes.get("x", torch.int8)
+    if x_dtype != torch.int8:
+        return f"input dtype {x_dtype} is not int8"
+    w_dtype = call.dtypes.get("weight", torch.int8)
+    if w_dtype != torch.int8:
+        return f"weight dtype {w_dtype} is not int8"
+    out = call.dtypes.get("out", torch.int8)
+    if out not in _OUT_KIND:
+        return f"output dtype {out} is not int8, float32, bfloat16 or float16"
+    if k <= 0:
+        return f"reduction size K={k} is empty"
+    if k >= MAX_K:
+        return f"K={k} >= {MAX_K}: the int32 accumulator could overflow (docs/numerics.md section 3)"
+    if call.params.get("residual") and out != torch.int8:
+        return "a residual add needs int8 output"
+    mode = call.params.get("mode", "float")
+    if mode not in ("float", "fixed", "pot"):
+        return f"unknown requant mode {mode!r}"
+    return None
+
+
+def check_linear(call: OpCall) -> Optional[str]:
+    reason = _common(call)
+    if reason:
+        return reason
+    w = call.shapes.get("weight")
+    if w is None or len(w) != 2:
+        return f"linear weight shape {w} is not [N, K]"
+    return _gemm_check(call, int(w[1]))
+
+
+def check_conv2d(call: OpCall) -> Optional[str]:
+    reason = _common(call)
+    if reason:
+        return reason
+    x, w = call.shapes.get("x"), call.shapes.get("weight")
+    if x is None or w is None or len(x) != 4 or len(w) != 4:
+        return f"conv2d needs 4-D input and OHWI weight, got {x} and {w}"
+    groups = int(call.params.get("groups", 1))
+    if groups <= 0 or x[1] % groups or w[0] % groups or w[3] * groups != x[1]:
+        return f"channels {x[1]} / weight {w} do not match groups={groups}"
+    for name in ("stride", "dilation"):
+        if any(int(v) <= 0 for v in call.params.get(name, (1, 1))):
+            return f"{name} {call.params.get(name)} is not positive"
+    if any(int(v) < 0 for v in call.params.get("padding", (0, 0, 0, 0))):
+        return f"negative padding {call.params.get('padding')}"
+    return _gemm_check(call, int(w[1] * w[2] * w[3]))
+
+
+def check_quantize(call: OpCall) -> Optional[str]:
+    reason = _common(call)
+    if reason:
+        return reason
+    dt = call.dtypes.get("x", torch.float32)
+    if dt not in _FLOAT_IN:
+        return f"quantize input dtype {dt} is not float32, bfloat16 or float16"
+    return None
+
+
+def check_dequantize(call: OpCall) -> Optional[str]:
+    reason = _common(call)
+    if reason:
+        return reason
+    if call.dtypes.get("x", torch.int8) != torch.int8:
+        return f"dequantize input dtype {call.dtypes.get('x')} is not int8"
+    out = call.dtypes.get("out", torch.float32)
+    if out not in _FLOAT_IN:
+        return f"dequantize output dtype {out} is not float32, bfloat16 or float16"
+    return None
+
+
+# ---- kernels ------------------------------------------------------------------------------------------
+def _runnable(*tensors: Optional[Tensor]) -> Optional[str]:
+    """None if these arguments can run here; else why the call goes to the reference instead."""
+    if any(t is not None and t.device.type != "cpu" for t in tensors):
+        return "the cpu target runs on CPU tensors only"
+    return build_error()
+
+
+@register("quantize", TARGET, priority=PRIORITY, check=check_quantize)
+def quantize(x: Tensor, inv_scale: float) -> Tensor:
+    reason = _runnable(x)
+    if reason is None and x.dtype not in _FLOAT_IN:
+        reason = f"dtype {x.dtype}"
+    if reason is not None:
+        warn_once(TARGET, reason)
+        return reference.quantize(x, inv_scale)
+    return _load().quantize(x, float(inv_scale), active_isa())
+
+
+@register("dequantize", TARGET, priority=PRIORITY, check=check_dequantize)
+def dequantize(q: Tensor, scale: float, out_dtype: torch.dtype) -> Tensor:
+    reason = _runnable(q)
+    if reason is None and (q.dtype != torch.int8 or out_dtype not in _FLOAT_IN):
+        reason = f"dtypes {q.dtype} -> {out_dtype}"
+    if reason is not None:
+        warn_once(TARGET, reason)
+        return reference.dequantize(q, scale, out_dtype)
+    return _load().dequantize(q, float(scale), _OUT_KIND[out_dtype], active_isa())
+
+
+def _gemm_args_ok(x: Tensor, weight: Tensor, out_dtype, residual, k: int) -> Optional[str]:
+    if x.dtype != torch.int8 or weight.dtype != torch.int8:
+        return f"dtypes {x.dtype} x {weight.dtype}"
+    if out_dtype not in _OUT_KIND:
+        return f"output dtype {out_dtype}"
+    if residual is not None and out_dtype != torch.int8:
+        return "a residual add needs int8 output"
+    if not 0 < k < MAX_K:
+        return f"K={k}"
+    return None
+
+
+@register("linear", TARGET, priority=PRIORITY, check=check_linear)
+def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mult: Optional[Tensor],
+           shift: Optional[Tensor], residual: Optional[Tensor], res_mult: Optional[Tensor],
+           res_scale: float, lo: float, hi: float, out_dtype: torch.dtype) -> Tensor:
+    reason = _runnable(x, weight, bias, scale, mult, shift, residual, res_mult)
+    if reason is None:
+        reason = _gemm_args_ok(x, weight, out_dtype, residual, weight.shape[1])
+    if reason is not None:
+        warn_once(TARGET, reason)
+        return reference.linear(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale,
+                                lo, hi, out_dtype)
+    isa = active_isa()
+    packed, colsum = packed_weight(weight, 1, isa)
+    return _load().linear(x, packed, colsum, weight.shape[0], bias, scale, mult, shift, residual,
+                          res_mult, float(res_scale), float(lo), float(hi), _OUT_KIND[out_dtype], isa)
+
+
+@register("conv2d", TARGET, priority=PRIORITY, check=check_conv2d)
+def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mult: Optional[Tensor],
+           shift: Optional[Tensor], residual: Optional[Tensor], res_mult: Optional[Tensor],
+           res_scale: float, lo: float, hi: float, out_dtype: torch.dtype, stride: Sequence[int],
+           padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
+    reason = _runnable(x, weight, bias, scale, mult, shift, residual, res_mult)
+    if reason is None:
+        o, kh, kw, cg = weight.shape
+        reason = _gemm_args_ok(x, weight, out_dtype, residual, kh * kw * cg)
+        if reason is None and (x.dim() != 4 or cg * groups != x.shape[1] or o % groups):
+            reason = f"shapes {tuple(x.shape)} / {tuple(weight.shape)} with groups={groups}"
+    if reason is not None:
+        warn_once(TARGET, reason)
+        return reference.conv2d(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale,
+                                lo, hi, out_dtype, stride, padding, dilation, groups)
+    isa = active_isa()
+    depthwise = groups == x.shape[1] and weight.shape[3] == 1 and weight.shape[0] == groups
+    packed = colsum = None
+    if not depthwise:
+        packed, colsum = packed_weight(weight, groups, isa)
+    return _load().conv2d(x, weight, packed, colsum, bias, scale, mult, shift, residual, res_mult,
+                          float(res_scale), float(lo), float(hi), _OUT_KIND[out_dtype],
+                          [int(s) for s in stride], [int(p) for p in padding],
+                          [int(d) for d in dilation], int(groups), isa)

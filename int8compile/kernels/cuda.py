@@ -1,0 +1,368 @@
+"""The `cuda` target (and `cuda_dp4a`): custom int8 CUDA kernels from csrc/cuda, bit-exact with the
+reference target (docs/numerics.md, 0 LSB).
+
+Kernels (csrc/cuda):
+  * linear, Hopper (sm_90a): persistent warp-specialised wgmma GEMM, TMA loads, fused requant epilogue
+    (gemm_sm90.cu); needs K % 16 == 0 and 16-byte aligned operands, else the mma.sync path runs.
+  * linear / conv2d, sm80+: implicit-GEMM on mma.sync m16n8k32 (igemm.cu), 128x128 tiles, 64x64 tiles for
+    small M; any K (tails are zero-filled, 16-byte cp.async when Cg % 16 == 0, byte gathers otherwise).
+  * conv2d depthwise (groups == C == O): direct kernel.
+  * dp4a path (sm61+, no int8 tensor cores): target "cuda_dp4a", or INT8COMPILE_CUDA_ALGO=dp4a.
+  * quantize / dequantize: vectorised elementwise, NCHW -> NHWC transposing quantize.
+
+Importing this module never builds or touches CUDA; the extension is compiled on first use
+(torch.utils.cpp_extension + ninja, cached by build.py). Environment knobs (testing / benchmarking):
+  INT8COMPILE_CUDA_ALGO = auto | sm90 | mma | dp4a    force one linear/conv algorithm family
+  INT8COMPILE_SM90_CFG  = 0..3                       force the wgmma tile (see gemm_sm90.cu)
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import build
+from .registry import OpCall, register
+
+TARGET = "cuda"
+TARGET_DP4A = "cuda_dp4a"
+PRIORITY = 20           # above cpu targets; reference is 0
+PRIORITY_DP4A = 5       # only picked when the tensor-core kernels decline (or asked for by name)
+K_LIMIT = 132_104       # int32 accumulation bound (docs/numerics.md section 3)
+SOURCES = ("cuda/binding.cpp", "cuda/gemm_sm90.cu", "cuda/igemm.cu", "cuda/quant.cu")
+FLOAT_OUT = (torch.float32, torch.float16, torch.bfloat16)
+OUT_DTYPES = (torch.int8,) + FLOAT_OUT
+
+_state: dict = {}
+
+
+def _capability() -> Optional[tuple[int, int]]:
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_capability()
+
+
+def _arch_flags(cc: tuple[int, int]) -> list[str]:
+    if cc == (9, 0):
+        return ["-gencode=arch=compute_90a,code=sm_90a"]
+    return [f"-gencode=arch=compute_{cc[0]}{cc[1]},code=sm_{cc[0]}{cc[1]}"]
+
+
+def ext():
+    """The compiled extension (built on first use), or raise build.BuildError."""
+    if "ext" in _state:
+        return _state["ext"]
+    if "error" in _state:
+        raise build.BuildError(_state["error"])
+    cc = _capability()
+    if cc is None:
+        raise build.BuildError("no CUDA device")
+    try:
+        mod = build.load_extension(
+            f"int8compile_cuda_sm{cc[0]}{cc[1]}", SOURCES,
+            cflags=("-O2", "-std=c++17"),
+            cuda_cflags=tuple(_arch_flags(cc)) + ("-O3", "-std=c++17", "--fmad=false", "-lineinfo"))
+    except build.BuildError as e:
+        _state["error"] = str(e)
+        build.warn_once(TARGET, str(e))
+        raise
+    _state["ext"] = mod
+    return mod
+
+
+def _unavailable(min_cc: tuple[int, int]) -> Optional[str]:
+    cc = _capability()
+    if cc is None:
+        return "no CUDA device"
+    if cc < min_cc:
+        return f"compute capability {cc[0]}.{cc[1]} < {min_cc[0]}.{min_cc[1]}"
+    try:
+        ext()
+    except build.BuildError as e:
+        return f"cuda kernels unavailable: {e}"
+    return None
+
+
+def _check_epilogue(call: OpCall) -> Optional[str]:
+    out = call.dtypes.get("out", torch.int8)
+    if out not in OUT_DTYPES:
+        return f"output dtype {out} not supported (int8, fp32, fp16, bf16)"
+    if call.params.get("residual") and out != torch.int8:
+        return "a residual add needs int8 output"
+    mode = call.params.get("mode", "float")
+    if str(getattr(mode, "value", mode)) not in ("float", "fixed", "pot"):
+        return f"unknown requant mode {mode!r}"
+    return None
+
+
+def _check_linear(call: OpCall, min_cc: tuple[int, int]) -> Optional[str]:
+    if call.device != "cuda":
+        return "tensors are not on a CUDA device"
+    for name in ("x", "weight"):
+        dt = call.dtypes.get(name, torch.int8)
+        if dt != torch.int8:
+            return f"{name} must be int8, got {dt}"
+    x, w = call.shapes.get("x"), call.shapes.get("weight")
+    if x is None or w is None or len(w) != 2 or x[-1] != w[1]:
+        return f"bad linear shapes x={x} weight={w}"
+    if w[1] >= K_LIMIT:
+        return f"K={w[1]} >= {K_LIMIT} may overflow the int32 accumulator"
+    m = 1
+    for d in x[:-1]:
+        m *= d
+    if m >= 2**31 or w[0] >= 2**31:
+        return "M or N too large for 32-bit indexing"
+    return _check_epilogue(call) or _unavailable(min_cc)
+
+
+def _check_conv(call: OpCall, min_cc: tuple[int, int]) -> Optional[str]:
+    if call.device != "cuda":
+        return "tensors are not on a CUDA device"
+    for name in ("x", "weight"):
+        dt = call.dtypes.get(name, torch.int8)
+        if dt != torch.int8:
+            return f"{name} must be int8, got {dt}"
+    x, w = call.shapes.get("x"), call.shapes.get("weight")
+    groups = int(call.params.get("groups", 1))
+    if x is None or w is None or len(x) != 4 or len(w) != 4:
+        return f"bad conv shapes x={x} weight={w}"
+    if x[1] % groups or w[0] % groups or w[3] * groups != x[1]:
+        return f"channels {x[1]} / out {w[0]} do not match groups={groups}, weight={w}"
+    if groups > 65535:
+        return "more than 65535 groups"
+    if w[1] * w[2] * w[3] >= K_LIMIT:
+        return f"K={w[1] * w[2] * w[3]} >= {K_LIMIT} may overflow the int32 accumulator"
+    if x[0] * x[2] * x[3] * max(1, x[1]) >= 2**31:
+        return "input too large for 32-bit row indexing"
+    return _check_epilogue(call) or _unavailable(min_cc)
+
+
+def check_linear(call: OpCall) -> Optional[str]:
+    return _check_linear(call, (8, 0))
+
+
+def check_conv(call: OpCall) -> Optional[str]:
+    return _check_conv(call, (8, 0))
+
+
+def check_linear_dp4a(call: OpCall) -> Optional[str]:
+    return _check_linear(call, (6, 1))
+
+
+def check_conv_dp4a(call: OpCall) -> Optional[str]:
+    return _check_conv(call, (6, 1))
+
+
+def check_quantize(call: OpCall) -> Optional[str]:
+    if call.device != "cuda":
+        return "tensors are not on a CUDA device"
+    dt = call.dtypes.get("x", torch.float32)
+    if dt not in FLOAT_OUT:
+        return f"quantize input dtype {dt} not supported (fp32, fp16, bf16)"
+    x = call.shapes.get("x", ())
+    if len(x) == 4 and (x[0] > 65535 or (x[1] + 31) // 32 > 65535):
+        return "4-D input too large for the transposing kernel"
+    return _unavailable((6, 1))
+
+
+def check_dequantize(call: OpCall) -> Optional[str]:
+    if call.device != "cuda":
+        return "tensors are not on a CUDA device"
+    if call.dtypes.get("x", torch.int8) != torch.int8:
+        return "dequantize takes int8"
+    out = call.dtypes.get("out", torch.float32)
+    if out not in FLOAT_OUT:
+        return f"dequantize output dtype {out} not supported"
+    return _unavailable((6, 1))
+
+
+# ----------------------------------------------------------------------------------------------
+def _dev(t: Optional[Tensor], device, dtype=None) -> Optional[Tensor]:
+    if t is None:
+        return None
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    return t.to(device).contiguous()
+
+
+def _epi_args(device, out_dtype, bias, scale, mult, shift, residual, res_mult):
+    if residual is not None and out_dtype != torch.int8:
+        raise ValueError("a residual add needs int8 output")
+    if out_dtype != torch.int8:
+        mult = shift = res_mult = None
+    if mult is None:
+        res_mult = None
+    return (_dev(bias, device, torch.int32), _dev(scale, device, torch.float32),
+            _dev(mult, device, torch.int32), _dev(shift, device, torch.int32), mult is None, res_mult)
+
+
+def _algo() -> str:
+    return os.environ.get("INT8COMPILE_CUDA_ALGO", "auto").lower()
+
+
+@functools.cache
+def _num_sms(dev: int) -> int:
+    return torch.cuda.get_device_properties(dev).multi_processor_count
+
+
+def sm90_config(M: int, N: int, K: int, sms: int = 132) -> int:
+    """Tile choice for the wgmma GEMM: the largest tile that still gives about one wave of CTAs."""
+    env = os.environ.get("INT8COMPILE_SM90_CFG")
+    if env is not None:
+        return int(env)
+    def tiles(bm, bn):
+        return -(-M // bm) * -(-N // bn)
+    if M <= 64:
+        return 2
+    if tiles(128, 256) >= sms:
+        return 0
+    if tiles(128, 128) >= sms // 2:
+        return 1
+    return 2
+
+
+def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, res_mult, res_scale: float,
+                lo: float, hi: float, out_dtype: torch.dtype, algo: str = "auto", cfg: Optional[int] = None,
+                max_ctas: int = 0, out: Optional[Tensor] = None) -> Tensor:
+    """Run the linear kernel. algo: auto | sm90 | mma | mma64 | dp4a."""
+    m = ext()
+    dev = x.device
+    K = x.shape[-1]
+    N = weight.shape[0]
+    x2 = x.reshape(-1, K).contiguous()
+    w = weight.contiguous()
+    M = x2.shape[0]
+    bias, scale, mult, shift, _, res_mult = _epi_args(dev, out_dtype, bias, scale, mult, shift, residual, res_mult)
+    res_mult = _dev(res_mult, dev, torch.int32)
+    res = residual.reshape(M, N).contiguous() if residual is not None else None
+    if out is None:
+        out = torch.empty((M, N), dtype=out_dtype, device=dev)
+    else:
+        out = out.view(M, N)
+        assert out.dtype == out_dtype and out.is_contiguous()
+    if M == 0 or N == 0:
+        return out.reshape(*x.shape[:-1], N)
+    if algo == "auto":
+        algo = _algo()
+    if algo == "auto":
+        cc = torch.cuda.get_device_capability(dev)
+        aligned = K % 16 == 0 and x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0
+        if cc == (9, 0) and aligned:
+            algo = "sm90"
+        elif cc >= (8, 0):
+            algo = "mma64" if M <= 64 else "mma"
+        else:
+            algo = "dp4a"
+    if algo == "sm90":
+        if not (K % 16 == 0 and x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0):
+            algo = "mma"
+        else:
+            c = sm90_config(M, N, K, _num_sms(dev.index or 0)) if cfg is None else cfg
+            m.linear(x2, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, 0, c, max_ctas)
+            return out.reshape(*x.shape[:-1], N)
+    code = {"mma": 1, "mma64": 2, "dp4a": 3}[algo]
+    m.linear(x2, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, code, 0, 0)
+    return out.reshape(*x.shape[:-1], N)
+
+
+def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, res_mult, res_scale: float,
+                lo: float, hi: float, out_dtype: torch.dtype, stride: Sequence[int], padding: Sequence[int],
+                dilation: Sequence[int], groups: int, algo: str = "auto", out: Optional[Tensor] = None) -> Tensor:
+    """Run the conv kernel. algo: auto | mma | mma64 | dp4a | depthwise."""
+    from ..ops import conv2d_output_size
+    m = ext()
+    dev = x.device
+    xc = x.contiguous(memory_format=torch.channels_last)
+    w = weight.contiguous()
+    Nb, C, H, W = x.shape
+    O, KH, KW, Cg = w.shape
+    stride, padding, dilation = list(stride), list(padding), list(dilation)
+    oh, ow = conv2d_output_size((H, W), (KH, KW), stride, padding, dilation)
+    bias, scale, mult, shift, _, res_mult = _epi_args(dev, out_dtype, bias, scale, mult, shift, residual, res_mult)
+    res_mult = _dev(res_mult, dev, torch.int32)
+    res = residual.contiguous(memory_format=torch.channels_last) if residual is not None else None
+    if out is None:
+        out = torch.empty((Nb, O, oh, ow), dtype=out_dtype, device=dev, memory_format=torch.channels_last)
+    assert out.shape == (Nb, O, oh, ow) and out.is_contiguous(memory_format=torch.channels_last)
+    if out.numel() == 0:
+        return out
+    depthwise = groups == C == O and Cg == 1 and xc.data_ptr() % 4 == 0
+    if algo == "auto":
+        algo = _algo()
+        if algo in ("sm90", "auto"):
+            cc = torch.cuda.get_device_capability(dev)
+            if depthwise:
+                algo = "depthwise"
+            elif cc >= (8, 0):
+                algo = "mma64" if Nb * oh * ow <= 64 * 132 else "mma"
+            else:
+                algo = "dp4a"
+    if algo == "depthwise" and not depthwise:
+        algo = "mma"
+    code = {"mma": 0, "mma64": 1, "dp4a": 2, "depthwise": 3}[algo]
+    m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
+             groups, code)
+    return out
+
+
+@register("linear", TARGET, priority=PRIORITY, check=check_linear)
+def linear(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype):
+    return linear_impl(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype)
+
+
+@register("conv2d", TARGET, priority=PRIORITY, check=check_conv)
+def conv2d(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype, stride,
+           padding, dilation, groups):
+    return conv2d_impl(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype,
+                       stride, padding, dilation, groups)
+
+
+@register("linear", TARGET_DP4A, priority=PRIORITY_DP4A, check=check_linear_dp4a)
+def linear_dp4a(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype):
+    return linear_impl(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype,
+                       algo="dp4a")
+
+
+@register("conv2d", TARGET_DP4A, priority=PRIORITY_DP4A, check=check_conv_dp4a)
+def conv2d_dp4a(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype, stride,
+                padding, dilation, groups):
+    return conv2d_impl(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype,
+                       stride, padding, dilation, groups, algo="dp4a")
+
+
+@register("quantize", TARGET, priority=PRIORITY, check=check_quantize)
+def quantize(x: Tensor, inv_scale: float) -> Tensor:
+    if not x.is_floating_point():
+        raise TypeError(f"quantize takes a float tensor, got {x.dtype}")
+    m = ext()
+    if x.dtype not in FLOAT_OUT:
+        x = x.to(torch.float32)
+    if x.dim() == 4:
+        q = torch.empty(x.shape, dtype=torch.int8, device=x.device, memory_format=torch.channels_last)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            m.quantize(x, q, inv_scale, 0, 0, 0, 0)
+        elif x.is_contiguous():
+            n, c, h, w = x.shape
+            m.quantize(x, q, inv_scale, 1, n, c, h * w)
+        else:
+            m.quantize(x.contiguous(memory_format=torch.channels_last), q, inv_scale, 0, 0, 0, 0)
+        return q
+    xc = x.contiguous()
+    q = torch.empty(x.shape, dtype=torch.int8, device=x.device)
+    m.quantize(xc, q, inv_scale, 0, 0, 0, 0)
+    return q
+
+
+@register("dequantize", TARGET, priority=PRIORITY, check=check_dequantize)
+def dequantize(q: Tensor, scale: float, out_dtype: torch.dtype) -> Tensor:
+    if q.dtype != torch.int8:
+        raise TypeError(f"dequantize input must be int8, got {q.dtype}")
+    m = ext()
+    if not (q.is_contiguous() or (q.dim() == 4 and q.is_contiguous(memory_format=torch.channels_last))):
+        q = q.contiguous()
+    y = torch.empty_like(q, dtype=out_dtype)
+    m.dequantize(q, y, scale)
+    return y
