@@ -1,0 +1,392 @@
+// Torch-facing drivers of the `cpu` target: argument plumbing, weight packing, task partitioning over
+// at::parallel_for (so torch.set_num_threads governs it), implicit-im2col gather for convolutions,
+// the depthwise driver, quantize (with the NCHW -> NHWC layout change) and dequantize.
+// The arithmetic lives in the ISA files; see common.h.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "common.h"
+
+namespace i8c {
+namespace {
+
+using at::Tensor;
+using c10::optional;
+
+bool cpu_supports(const std::string& name) {
+  __builtin_cpu_init();
+  if (name == "scalar") return true;
+  if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                             __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+  if (name == "avx512vnni")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni") && cpu_supports("avx2");
+  return false;
+}
+
+std::string best_isa() {
+  if (cpu_supports("avx512vnni")) return "avx512vnni";
+  if (cpu_supports("avx2")) return "avx2";
+  return "scalar";
+}
+
+const IsaKernels* isa_for(const std::string& name) {
+  TORCH_CHECK(cpu_supports(name), "int8compile cpu: ISA '", name, "' is not supported by this CPU");
+  if (name == "avx512vnni") return isa_avx512vnni();
+  if (name == "avx2") return isa_avx2();
+  return isa_scalar();
+}
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> out;
+  for (const char* n : {"avx512vnni", "avx2", "scalar"})
+    if (cpu_supports(n)) out.push_back(n);
+  return out;
+}
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// ---- weights ---------------------------------------------------------------------------------
+// w2d: [O, K] int8 contiguous (OHWI flattened), groups: the O rows split into `groups` matrices.
+std::tuple<Tensor, Tensor> pack_weight(const Tensor& w2d, int64_t groups, const std::string& isa) {
+  TORCH_CHECK(w2d.dim() == 2 && w2d.scalar_type() == at::kChar, "pack_weight: int8 [O, K] expected");
+  const IsaKernels* k = isa_for(isa);
+  Tensor w = w2d.contiguous();
+  const int64_t O = w.size(0), K = w.size(1), Og = O / groups;
+  TORCH_CHECK(Og * groups == O, "pack_weight: O not divisible by groups");
+  const int64_t bytes = k->packed_bytes(Og, K);
+  Tensor packed = at::empty({groups * bytes + 64}, w.options().dtype(at::kByte));
+  const int8_t* src = w.data_ptr<int8_t>();
+  uint8_t* dst = packed.data_ptr<uint8_t>();
+  at::parallel_for(0, groups, 1, [&](int64_t b, int64_t e) {
+    for (int64_t g = b; g < e; ++g) k->pack(src + g * Og * K, Og, K, dst + g * bytes);
+  });
+  Tensor colsum = w.to(at::kInt).sum(1).to(at::kInt);
+  return {packed, colsum};
+}
+
+// ---- epilogue arguments ------------------------------------------------------------------------
+struct EpiHold {                           // keeps contiguous copies alive for the call
+  Tensor scale, mult, shift, res_mult, res;
+};
+
+Epi make_epi(EpiHold& h, const Tensor& scale, const optional<Tensor>& mult, const optional<Tensor>& shift,
+             const optional<Tensor>& res_mult, double res_scale, double lo, double hi, int64_t out_kind) {
+  Epi e;
+  h.scale = scale.to(at::kFloat).contiguous();
+  e.scale = h.scale.data_ptr<float>();
+  if (out_kind == 0) {
+    if (mult.has_value()) {
+      TORCH_CHECK(shift.has_value(), "fixed-point requant needs shift");
+      e.kind = OUT_I8_FIXED;
+      h.mult = mult->to(at::kInt).contiguous();
+      h.shift = shift->to(at::kInt).contiguous();
+      e.mult = h.mult.data_ptr<int32_t>();
+      e.shift = h.shift.data_ptr<int32_t>();
+      if (res_mult.has_value()) {
+        h.res_mult = res_mult->to(at::kInt).contiguous();
+        e.res_mult = h.res_mult.data_ptr<int32_t>();
+      }
+    } else {
+      e.kind = OUT_I8_FLOAT;
+    }
+  } else {
+    e.kind = (int)out_kind + 1;            // 1 fp32, 2 bf16, 3 fp16 -> OUT_F32, OUT_BF16, OUT_F16
+  }
+  e.res_scale = (float)res_scale;
+  e.lo_f = (float)lo;
+  e.hi_f = (float)hi;
+  auto to_i = [](double v) -> int32_t {
+    if (!(v > -2147483648.0)) return INT32_MIN;
+    if (!(v < 2147483647.0)) return INT32_MAX;
+    return (int32_t)v;                     // truncation, as Python int()
+  };
+  e.lo_i = to_i(lo);
+  e.hi_i = to_i(hi);
+  return e;
+}
+
+at::ScalarType out_dtype(int64_t out_kind) {
+  switch (out_kind) {
+    case 0: return at::kChar;
+    case 1: return at::kFloat;
+    case 2: return at::kBFloat16;
+    default: return at::kHalf;
+  }
+}
+
+// bias + comp * colsum (wrapping), zero padded to a multiple of PANEL
+Tensor bias_eff(const optional<Tensor>& bias, const Tensor& colsum, int64_t off, int64_t n, int comp) {
+  Tensor out = at::zeros({round_up(n, PANEL)}, colsum.options().dtype(at::kInt));
+  int32_t* o = out.data_ptr<int32_t>();
+  Tensor b;
+  if (bias.has_value()) b = bias->to(at::kInt).contiguous();
+  const int32_t* bp = bias.has_value() ? b.data_ptr<int32_t>() + off : nullptr;
+  const int32_t* cs = colsum.data_ptr<int32_t>() + off;
+  for (int64_t i = 0; i < n; ++i)
+    o[i] = (int32_t)((bp ? (uint32_t)bp[i] : 0u) + (uint32_t)comp * (uint32_t)cs[i]);
+  return out;
+}
+
+void run_gemm(const IsaKernels* k, const GemmProblem& p) {
+  const int64_t nmb = (p.M + MC - 1) / MC, nnb = (p.N + NC - 1) / NC;
+  at::parallel_for(0, nmb * nnb, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t nb = t / nmb, mb = t % nmb;
+      k->gemm_task(p, mb * MC, std::min(p.M, (mb + 1) * MC), nb * NC, std::min(p.N, (nb + 1) * NC));
+    }
+  });
+}
+
+// ---- linear ------------------------------------------------------------------------------------
+Tensor linear(const Tensor& x, const Tensor& packed, const Tensor& colsum, int64_t N,
+              const optional<Tensor>& bias, const Tensor& scale, const optional<Tensor>& mult,
+              const optional<Tensor>& shift, const optional<Tensor>& residual,
+              const optional<Tensor>& res_mult, double res_scale, double lo, double hi,
+              int64_t out_kind, const std::string& isa) {
+  TORCH_CHECK(x.scalar_type() == at::kChar, "linear: int8 input expected");
+  const IsaKernels* k = isa_for(isa);
+  const int64_t K = x.size(-1);
+  Tensor x2 = x.reshape({-1, K}).contiguous();
+  const int64_t M = x2.size(0);
+  std::vector<int64_t> oshape(x.sizes().begin(), x.sizes().end());
+  oshape.back() = N;
+  Tensor out = at::empty({M, N}, x.options().dtype(out_dtype(out_kind)));
+  EpiHold h;
+  GemmProblem p;
+  p.M = M; p.N = N; p.K = K;
+  p.a = x2.data_ptr<int8_t>(); p.lda = K;
+  p.bpack = packed.data_ptr<uint8_t>();
+  Tensor be = bias_eff(bias, colsum, 0, N, k->compensation);
+  p.bias = be.data_ptr<int32_t>();
+  p.epi = make_epi(h, scale, mult, shift, res_mult, res_scale, lo, hi, out_kind);
+  p.epi.out = out.data_ptr(); p.epi.ldo = N;
+  if (residual.has_value()) {
+    h.res = residual->reshape({-1, N}).contiguous();
+    TORCH_CHECK(h.res.scalar_type() == at::kChar && h.res.size(0) == M, "linear: residual must be int8 like the output");
+    p.epi.res = h.res.data_ptr<int8_t>(); p.epi.ldr = N;
+  }
+  if (M > 0 && N > 0) run_gemm(k, p);
+  return out.view(oshape);
+}
+
+// ---- conv2d ------------------------------------------------------------------------------------
+struct ConvCtx {
+  const int8_t* x;
+  int64_t H, W, C, OH, OW, Cg, c0;
+  int KH, KW, sh, sw, pt, pl, dh, dw;
+};
+
+void conv_gather(const void* vctx, int64_t m0, int64_t rows, int64_t k0, int64_t k1, int8_t* dst, int64_t ldd) {
+  const ConvCtx& c = *(const ConvCtx*)vctx;
+  const int64_t ohw = c.OH * c.OW;
+  const bool runs = c.Cg == c.C && c.dw == 1;     // taps of one kernel row are contiguous in x
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t m = m0 + r, n = m / ohw, rem = m % ohw, oh = rem / c.OW, ow = rem % c.OW;
+    const int64_t ih0 = oh * c.sh - c.pt, iw0 = ow * c.sw - c.pl;
+    // valid kw range (iw in [0, W))
+    int64_t kwlo = 0, kwhi = c.KW;
+    while (kwlo < c.KW && iw0 + kwlo * c.dw < 0) ++kwlo;
+    while (kwhi > kwlo && iw0 + (kwhi - 1) * c.dw >= c.W) --kwhi;
+    int8_t* d = dst + r * ldd - k0;
+    int64_t k = k0;
+    while (k < k1) {
+      const int64_t t = k / c.Cg, ch = k % c.Cg, kh = t / c.KW, kw = t % c.KW;
+      const int64_t ih = ih0 + kh * c.dh;
+      if (ih < 0 || ih >= c.H || kw < kwlo || kw >= kwhi) {
+        const int64_t len = std::min(c.Cg - ch, k1 - k);
+        std::memset(d + k, 0, (size_t)len);
+        k += len;
+        continue;
+      }
+      const int64_t iw = iw0 + kw * c.dw;
+      const int8_t* src = c.x + ((n * c.H + ih) * c.W + iw) * c.C + c.c0 + ch;
+      const int64_t avail = runs ? (kwhi - kw) * c.C - ch : c.Cg - ch;
+      const int64_t len = std::min(avail, k1 - k);
+      std::memcpy(d + k, src, (size_t)len);
+      k += len;
+    }
+  }
+}
+
+Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& packed,
+              const optional<Tensor>& colsum, const optional<Tensor>& bias, const Tensor& scale,
+              const optional<Tensor>& mult, const optional<Tensor>& shift, const optional<Tensor>& residual,
+              const optional<Tensor>& res_mult, double res_scale, double lo, double hi, int64_t out_kind,
+              std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
+              int64_t groups, const std::string& isa) {
+  TORCH_CHECK(x_in.dim() == 4 && x_in.scalar_type() == at::kChar, "conv2d: int8 4-D input expected");
+  const IsaKernels* k = isa_for(isa);
+  Tensor x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t O = weight.size(0), KH = weight.size(1), KW = weight.size(2), Cg = weight.size(3);
+  TORCH_CHECK(Cg * groups == C && O % groups == 0, "conv2d: channels do not match groups");
+  const int64_t OH = (H + padding[0] + padding[1] - dilation[0] * (KH - 1) - 1) / stride[0] + 1;
+  const int64_t OW = (W + padding[2] + padding[3] - dilation[1] * (KW - 1) - 1) / stride[1] + 1;
+  Tensor out = at::empty({N, O, OH, OW}, x.options().dtype(out_dtype(out_kind)).memory_format(at::MemoryFormat::ChannelsLast));
+  if (N == 0 || O == 0 || OH <= 0 || OW <= 0) return out;
+  EpiHold h;
+  Epi epi = make_epi(h, scale, mult, shift, res_mult, res_scale, lo, hi, out_kind);
+  epi.out = out.data_ptr();
+  epi.ldo = O;
+  if (residual.has_value()) {
+    h.res = residual->contiguous(at::MemoryFormat::ChannelsLast);
+    TORCH_CHECK(h.res.scalar_type() == at::kChar && h.res.sizes() == out.sizes(), "conv2d: residual must be int8 like the output");
+    epi.res = h.res.data_ptr<int8_t>();
+    epi.ldr = O;
+  }
+  const size_t osz = out.element_size();
+
+  if (groups == C && Cg == 1 && O == C) {           // depthwise, channel multiplier 1
+    DwProblem p;
+    p.x = x.data_ptr<int8_t>();
+    p.N = N; p.H = H; p.W = W; p.C = C; p.OH = OH; p.OW = OW;
+    p.KH = (int)KH; p.KW = (int)KW; p.sh = (int)stride[0]; p.sw = (int)stride[1];
+    p.pt = (int)padding[0]; p.pl = (int)padding[2]; p.dh = (int)dilation[0]; p.dw = (int)dilation[1];
+    const int64_t Cpad = round_up(C, 16);
+    Tensor taps = at::zeros({KH * KW, Cpad}, x.options().dtype(at::kInt));
+    taps.narrow(1, 0, C).copy_(weight.reshape({C, KH * KW}).t());
+    Tensor b = at::zeros({Cpad}, x.options().dtype(at::kInt));
+    if (bias.has_value()) b.narrow(0, 0, C).copy_(*bias);
+    p.w = taps.data_ptr<int32_t>();
+    p.bias = b.data_ptr<int32_t>();
+    p.Cpad = Cpad;
+    p.epi = epi;
+    at::parallel_for(0, N * OH, 1, [&](int64_t b0, int64_t e0) { k->dw_rows(p, b0, e0); });
+    return out;
+  }
+
+  TORCH_CHECK(packed.has_value() && colsum.has_value(), "conv2d: packed weights expected");
+  const int64_t Og = O / groups, K = KH * KW * Cg, M = N * OH * OW;
+  const int64_t bytes = k->packed_bytes(Og, K);
+  const bool direct = KH == 1 && KW == 1 && stride[0] == 1 && stride[1] == 1 &&
+                      padding[0] == 0 && padding[1] == 0 && padding[2] == 0 && padding[3] == 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    GemmProblem p;
+    p.M = M; p.N = Og; p.K = K;
+    ConvCtx ctx{x.data_ptr<int8_t>(), H, W, C, OH, OW, Cg, g * Cg, (int)KH, (int)KW, (int)stride[0],
+                (int)stride[1], (int)padding[0], (int)padding[2], (int)dilation[0], (int)dilation[1]};
+    if (direct) {
+      p.a = x.data_ptr<int8_t>() + g * Cg;
+      p.lda = C;
+    } else {
+      p.gather = conv_gather;
+      p.gather_ctx = &ctx;
+    }
+    p.bpack = packed->data_ptr<uint8_t>() + g * bytes;
+    Tensor be = bias_eff(bias, *colsum, g * Og, Og, k->compensation);
+    p.bias = be.data_ptr<int32_t>();
+    p.epi = epi;
+    p.epi.out = (char*)epi.out + g * Og * osz;
+    p.epi.scale = epi.scale + g * Og;
+    if (epi.mult) p.epi.mult = epi.mult + g * Og;
+    if (epi.shift) p.epi.shift = epi.shift + g * Og;
+    if (epi.res_mult) p.epi.res_mult = epi.res_mult + g * Og;
+    if (epi.res) p.epi.res = epi.res + g * Og;
+    run_gemm(k, p);
+  }
+  return out;
+}
+
+// ---- quantize / dequantize -----------------------------------------------------------------------
+int dtype_code(at::ScalarType t) {
+  if (t == at::kFloat) return 0;
+  if (t == at::kBFloat16) return 1;
+  if (t == at::kHalf) return 2;
+  TORCH_CHECK(false, "quantize: float32/bfloat16/float16 input expected, got ", t);
+}
+
+constexpr int64_t kChunk = 1 << 16;
+
+void flat_quantize(const IsaKernels* k, const void* x, int dt, int64_t n, float inv, int8_t* out) {
+  const size_t es = dt == 0 ? 4 : 2;
+  at::parallel_for(0, (n + kChunk - 1) / kChunk, 1, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
+      k->quantize((const char*)x + i0 * es, dt, len, inv, out + i0);
+    }
+  });
+}
+
+Tensor quantize(const Tensor& x_in, double inv_scale, const std::string& isa) {
+  const IsaKernels* k = isa_for(isa);
+  const int dt = dtype_code(x_in.scalar_type());
+  const float inv = (float)inv_scale;
+  if (x_in.dim() == 4) {
+    const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
+    Tensor out = at::empty({N, C, H, W}, x_in.options().dtype(at::kChar).memory_format(at::MemoryFormat::ChannelsLast));
+    if (out.numel() == 0) return out;
+    if (x_in.is_contiguous() && !x_in.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+      // NCHW -> NHWC: quantize rows of HB pixels per channel into a tile, then transpose the tile
+      const int64_t HW = H * W, HB = 256, nhb = (HW + HB - 1) / HB;
+      const size_t es = dt == 0 ? 4 : 2;
+      const char* xp = (const char*)x_in.data_ptr();
+      int8_t* op = out.data_ptr<int8_t>();
+      at::parallel_for(0, N * nhb, 1, [&](int64_t b, int64_t e) {
+        std::vector<int8_t> tile((size_t)(C * HB));
+        for (int64_t t = b; t < e; ++t) {
+          const int64_t n = t / nhb, hw0 = (t % nhb) * HB, len = std::min(HB, HW - hw0);
+          for (int64_t c = 0; c < C; ++c)
+            k->quantize(xp + ((n * C + c) * HW + hw0) * es, dt, len, inv, tile.data() + c * HB);
+          int8_t* o = op + (n * HW + hw0) * C;
+          for (int64_t i = 0; i < len; ++i)
+            for (int64_t c = 0; c < C; ++c) o[i * C + c] = tile[(size_t)(c * HB + i)];
+        }
+      });
+      return out;
+    }
+    Tensor x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
+    flat_quantize(k, x.data_ptr(), dt, x.numel(), inv, out.data_ptr<int8_t>());
+    return out;
+  }
+  Tensor x = x_in.contiguous();
+  Tensor out = at::empty(x.sizes(), x.options().dtype(at::kChar));
+  flat_quantize(k, x.data_ptr(), dt, x.numel(), inv, out.data_ptr<int8_t>());
+  return out;
+}
+
+Tensor dequantize(const Tensor& q_in, double scale, int64_t out_kind, const std::string& isa) {
+  TORCH_CHECK(q_in.scalar_type() == at::kChar, "dequantize: int8 input expected");
+  TORCH_CHECK(out_kind >= 1 && out_kind <= 3, "dequantize: float output expected");
+  const IsaKernels* k = isa_for(isa);
+  Tensor q = q_in.is_non_overlapping_and_dense() ? q_in : q_in.contiguous();
+  Tensor out = at::empty_like(q, q.options().dtype(out_dtype(out_kind)));
+  TORCH_CHECK(out.strides() == q.strides(), "dequantize: unexpected output strides");
+  const int64_t n = q.numel();
+  const int8_t* qp = q.data_ptr<int8_t>();
+  char* op = (char*)out.data_ptr();
+  const size_t es = out.element_size();
+  const float s = (float)scale;
+  const int kind = (int)out_kind + 1;
+  at::parallel_for(0, (n + kChunk - 1) / kChunk, 1, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
+      k->dequantize(qp + i0, len, s, kind, op + i0 * es);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace i8c
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("cpu_supports", &i8c::cpu_supports);
+  m.def("best_isa", &i8c::best_isa);
+  m.def("supported_isas", &i8c::supported_isas);
+  m.def("pack_weight", &i8c::pack_weight);
+  m.def("linear", &i8c::linear);
+  m.def("conv2d", &i8c::conv2d);
+  m.def("quantize", &i8c::quantize);
+  m.def("dequantize", &i8c::dequantize);
+  m.attr("MC") = i8c::MC;
+  m.attr("NC") = i8c::NC;
+  m.attr("KC") = i8c::KC;
+}

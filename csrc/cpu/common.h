@@ -1,0 +1,89 @@
+// Shared declarations of the int8compile `cpu` kernels (docs/kernels_cpu.md).
+//
+// The ISA files (gemm_scalar.cpp, gemm_avx2.cpp, gemm_avx512vnni.cpp) include only this header and
+// standard C/C++ headers, never torch: each compiles its kernels under a `#pragma GCC target` region,
+// so no inline function shared with other translation units can be emitted with wider instructions.
+// bindings.cpp (torch, pybind, at::parallel_for) drives them through the IsaKernels table.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace i8c {
+
+// Cache blocking of the GEMM drivers (all ISAs): a task is at most MC rows x NC columns; K is walked
+// in blocks of KC (multiple of 4). NC is a multiple of the widest panel (64 columns).
+constexpr int MC = 96;
+constexpr int NC = 256;
+constexpr int KC = 1024;
+constexpr int PANEL = 64;             // packed weight panel width (columns), VNNI and AVX2 alike
+
+// Output kinds of the fused epilogue.
+enum OutKind : int { OUT_I8_FLOAT = 0, OUT_I8_FIXED = 1, OUT_F32 = 2, OUT_BF16 = 3, OUT_F16 = 4 };
+
+// Epilogue: per output channel n (indices relative to the pointers, which the driver offsets to the
+// group's first channel).  acc already contains the bias (and the VNNI compensation).
+struct Epi {
+  int kind = OUT_I8_FLOAT;
+  const float* scale = nullptr;        // [N] fp32 (float mode and float output)
+  const int32_t* mult = nullptr;       // [N] (fixed / pot)
+  const int32_t* shift = nullptr;      // [N]
+  const int32_t* res_mult = nullptr;   // [N] (fixed / pot with residual)
+  float res_scale = 0.f;               // float mode with residual
+  float lo_f = 0.f, hi_f = 0.f;        // clamp (float mode / float output), fp32
+  int32_t lo_i = -128, hi_i = 127;     // clamp (fixed mode), int8 codes
+  void* out = nullptr;                 // element (0, 0) of this problem's output
+  int64_t ldo = 0;                     // output row stride in elements
+  const int8_t* res = nullptr;         // residual element (0, 0) or nullptr
+  int64_t ldr = 0;
+};
+
+// A operand: either rows of a strided int8 matrix, or a gather callback (implicit im2col) that
+// writes rows [m0, m0+rows) x columns [k0, k1) into dst (row stride ldd).
+typedef void (*GatherFn)(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t k1,
+                         int8_t* dst, int64_t ldd);
+
+struct GemmProblem {
+  int64_t M = 0, N = 0, K = 0;
+  const int8_t* a = nullptr;           // used when gather == nullptr
+  int64_t lda = 0;
+  GatherFn gather = nullptr;
+  const void* gather_ctx = nullptr;
+  const uint8_t* bpack = nullptr;      // packed weights of this problem (ISA-specific layout)
+  const int32_t* bias = nullptr;       // [Npad] int32, zero padded to a multiple of PANEL; includes
+                                       // the ISA's compensation (see IsaKernels::compensation)
+  Epi epi;
+};
+
+struct DwProblem {                     // depthwise conv, channel multiplier 1, NHWC int8
+  const int8_t* x = nullptr;           // [N, H, W, C]
+  int64_t N = 0, H = 0, W = 0, C = 0, OH = 0, OW = 0;
+  int KH = 0, KW = 0, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+  const int32_t* w = nullptr;          // [KH*KW][Cpad] int32 taps (Cpad: C rounded up to 16)
+  const int32_t* bias = nullptr;       // [Cpad]
+  int64_t Cpad = 0;
+  Epi epi;                             // output / residual [N*OH*OW, C]
+};
+
+struct IsaKernels {
+  const char* name;
+  // bytes of packed weights for an [N, K] int8 matrix
+  int64_t (*packed_bytes)(int64_t N, int64_t K);
+  void (*pack)(const int8_t* w, int64_t N, int64_t K, uint8_t* out);
+  // per-column value c such that bias_eff[n] = bias[n] + compensation * colsum[n] (wrapping int32):
+  // -128 for the u8 x s8 VNNI path, 0 otherwise
+  int compensation;
+  // computes rows [m0, m1) (m1 - m0 <= MC) x columns [n0, n1) (n0 multiple of NC, n1 - n0 <= NC)
+  void (*gemm_task)(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+  // depthwise: output rows (n, oh) in [r0, r1)
+  void (*dw_rows)(const DwProblem& p, int64_t r0, int64_t r1);
+  // quantize n contiguous elements (dtype: 0 fp32, 1 bf16, 2 fp16)
+  void (*quantize)(const void* x, int dtype, int64_t n, float inv, int8_t* out);
+  // dequantize n contiguous int8 into kind OUT_F32 / OUT_BF16 / OUT_F16
+  void (*dequantize)(const int8_t* q, int64_t n, float scale, int kind, void* out);
+};
+
+const IsaKernels* isa_scalar();
+const IsaKernels* isa_avx2();          // nullptr when not compiled in
+const IsaKernels* isa_avx512vnni();
+
+}  // namespace i8c

@@ -1,0 +1,250 @@
+// AVX512-VNNI path.  vpdpbusd multiplies *unsigned* bytes (first source) by *signed* bytes (second):
+// activations are made unsigned while packing an A block (x ^ 0x80 == x + 128) and the weights stay
+// signed, so sum_k (x + 128) * w = sum_k x * w + 128 * colsum(w); the driver folds -128 * colsum into
+// the int32 bias the accumulators start from (IsaKernels::compensation).  All int32 adds wrap, and the
+// true result fits int32 (docs/numerics.md section 3), so the compensated result is exact.
+//
+// Packed weights: panels of 64 columns (the last one 16/32/48 wide), each [K/4][width][4] bytes.
+// Microkernel: up to 6 rows x 64 columns = 24 zmm accumulators, 4 weight loads and 6 dword broadcasts
+// per group of 4 k.  Epilogue, quantize and dequantize are hand-vectorized below.
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <immintrin.h>
+
+#include "common.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c,bmi2")
+
+#include "generic.h"
+
+namespace i8c {
+namespace {
+
+int64_t packed_bytes(int64_t N, int64_t K) {
+  const int64_t N16 = (N + 15) / 16 * 16, KG = (K + 3) / 4;
+  return N16 * KG * 4;
+}
+
+void pack(const int8_t* w, int64_t N, int64_t K, uint8_t* out) {
+  const int64_t N16 = (N + 15) / 16 * 16, KG = (K + 3) / 4;
+  int8_t* o = (int8_t*)out;
+  std::memset(out, 0, (size_t)packed_bytes(N, K));
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t p = n / PANEL, c = n % PANEL;
+    const int64_t wp = (N16 - p * PANEL) < PANEL ? (N16 - p * PANEL) : PANEL;
+    int8_t* base = o + p * PANEL * KG * 4 + c * 4;
+    const int8_t* src = w + n * K;
+    for (int64_t k = 0; k < K; ++k) base[(k / 4) * wp * 4 + (k & 3)] = src[k];
+  }
+}
+
+template <int MR, int NV>
+void ukr(const uint8_t* __restrict a, int64_t lda, const int8_t* __restrict b, int64_t kgs,
+         int32_t* __restrict c, int64_t ldc, bool init, const int32_t* __restrict bias) {
+  __m512i acc[MR][NV];
+  if (init) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __m512i bv = _mm512_loadu_si512(bias + 16 * v);
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r) acc[r][v] = bv;
+    }
+  } else {
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_loadu_si512(c + r * ldc + 16 * v);
+  }
+  const uint8_t* a0 = a;
+  const uint8_t* a3 = a + 3 * lda;
+#pragma GCC unroll 2
+  for (int64_t kg = 0; kg < kgs; ++kg) {
+    __m512i bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + (kg * NV + v) * 64);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const uint8_t* ar = r < 3 ? a0 + r * lda : a3 + (r - 3) * lda;
+      int32_t x;
+      std::memcpy(&x, ar + 4 * kg, 4);
+      const __m512i va = _mm512_set1_epi32(x);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], va, bv[v]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_si512(c + r * ldc + 16 * v, acc[r][v]);
+}
+
+typedef void (*UkrFn)(const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*, int64_t, bool,
+                      const int32_t*);
+#define ROW(mr) {ukr<mr, 1>, ukr<mr, 2>, ukr<mr, 3>, ukr<mr, 4>}
+const UkrFn kUkr[6][4] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6)};
+#undef ROW
+
+inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
+inline __m512i bf16_bits(__m512 v) {                   // rne to bf16, in the low half of each dword
+  const __m512i b = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  return _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb), 16);
+}
+
+void epi_rows_avx512(const Epi& e, const int32_t* acc, int64_t ldacc, int64_t row0, int64_t rows,
+                     int64_t n0, int64_t ncols) {
+  const __m512 lo = _mm512_set1_ps(e.lo_f), hi = _mm512_set1_ps(e.hi_f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t* a = acc + r * ldacc;
+    const int64_t m = row0 + r;
+    const int8_t* rs = e.res ? e.res + m * e.ldr + n0 : nullptr;
+    for (int64_t j = 0; j < ncols; j += 16) {
+      const __mmask16 k = tail_mask(ncols - j);
+      const __m512i va = _mm512_maskz_loadu_epi32(k, a + j);
+      const int64_t n = n0 + j;
+      if (e.kind == OUT_I8_FIXED) {
+        const __m512i mu = _mm512_maskz_loadu_epi32(k, e.mult + n);
+        __m512i pe = _mm512_mul_epi32(va, mu);
+        __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(va, 32), _mm512_srli_epi64(mu, 32));
+        if (rs) {
+          const __m512i r32 = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, rs + j));
+          const __m512i rm = _mm512_maskz_loadu_epi32(k, e.res_mult + n);
+          pe = _mm512_add_epi64(pe, _mm512_mul_epi32(r32, rm));
+          po = _mm512_add_epi64(po, _mm512_mul_epi32(_mm512_srli_epi64(r32, 32), _mm512_srli_epi64(rm, 32)));
+        }
+        const __m512i sh = _mm512_maskz_loadu_epi32(k, e.shift + n);
+        const __m512i one = _mm512_set1_epi64(1);
+        const __m512i she = _mm512_and_si512(sh, _mm512_set1_epi64(0xffffffffLL));
+        const __m512i sho = _mm512_srli_epi64(sh, 32);
+        pe = _mm512_srav_epi64(_mm512_add_epi64(pe, _mm512_sllv_epi64(one, _mm512_sub_epi64(she, one))), she);
+        po = _mm512_srav_epi64(_mm512_add_epi64(po, _mm512_sllv_epi64(one, _mm512_sub_epi64(sho, one))), sho);
+        const __m512i lo64 = _mm512_set1_epi64(e.lo_i), hi64 = _mm512_set1_epi64(e.hi_i);
+        pe = _mm512_min_epi64(_mm512_max_epi64(pe, lo64), hi64);
+        po = _mm512_min_epi64(_mm512_max_epi64(po, lo64), hi64);
+        const __m512i y = _mm512_or_si512(_mm512_and_si512(pe, _mm512_set1_epi64(0xffffffffLL)),
+                                          _mm512_slli_epi64(po, 32));
+        _mm512_mask_cvtepi32_storeu_epi8((int8_t*)e.out + m * e.ldo + n, k, y);
+        continue;
+      }
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(va), _mm512_maskz_loadu_ps(k, e.scale + n));
+      if (e.kind == OUT_I8_FLOAT) {
+        if (rs) {
+          const __m512 rv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, rs + j)));
+          v = _mm512_add_ps(v, _mm512_mul_ps(rv, _mm512_set1_ps(e.res_scale)));
+        }
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        const __m512i y = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm512_mask_cvtepi32_storeu_epi8((int8_t*)e.out + m * e.ldo + n, k, y);
+      } else {
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        if (e.kind == OUT_F32) {
+          _mm512_mask_storeu_ps((float*)e.out + m * e.ldo + n, k, v);
+        } else if (e.kind == OUT_BF16) {
+          _mm256_mask_storeu_epi16((uint16_t*)e.out + m * e.ldo + n, k, _mm512_cvtepi32_epi16(bf16_bits(v)));
+        } else {
+          _mm256_mask_storeu_epi16((uint16_t*)e.out + m * e.ldo + n, k,
+                                   _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        }
+      }
+    }
+  }
+}
+
+void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  static thread_local Scratch s_a, s_g, s_c;
+  const int64_t K = p.K, KG = (K + 3) / 4, Kp = 4 * KG;
+  const int64_t N16 = (p.N + 15) / 16 * 16;
+  const int64_t rows = m1 - m0;
+  uint8_t* apack = (uint8_t*)s_a.get((size_t)(MC * KC) + 64);
+  int32_t* cbuf = (int32_t*)s_c.get((size_t)(MC * NC) * sizeof(int32_t));
+  int8_t* gbuf = p.gather ? (int8_t*)s_g.get((size_t)(MC * KC)) : nullptr;
+  const int8_t* bp = (const int8_t*)p.bpack;
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  const int64_t nend = n1 < N16 ? (n1 + 15) / 16 * 16 : N16;
+  for (int64_t k0 = 0; k0 < Kp; k0 += KC) {
+    const int64_t kcl = (Kp - k0) < KC ? (Kp - k0) : KC;        // multiple of 4
+    const int64_t kvalid = (K - k0) < kcl ? (K - k0) : kcl;
+    const bool first = k0 == 0, last = k0 + kcl >= Kp;
+    if (p.gather) p.gather(p.gather_ctx, m0, rows, k0, k0 + kvalid, gbuf, kcl);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int8_t* src = p.gather ? gbuf + r * kcl : p.a + (m0 + r) * p.lda + k0;
+      uint8_t* dst = apack + r * kcl;
+      int64_t k = 0;
+      for (; k + 64 <= kvalid; k += 64)
+        _mm512_storeu_si512(dst + k, _mm512_xor_si512(_mm512_loadu_si512(src + k), flip));
+      if (k < kcl) {
+        const int64_t nv = kvalid - k;                 // 0..63 valid bytes, rest of kcl is padding
+        const __mmask64 lm = nv >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nv) - 1);
+        const int64_t ns = kcl - k;
+        const __mmask64 sm = ns >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << ns) - 1);
+        _mm512_mask_storeu_epi8(dst + k, sm, _mm512_xor_si512(_mm512_maskz_loadu_epi8(lm, src + k), flip));
+      }
+    }
+    for (int64_t np0 = n0; np0 < nend; np0 += PANEL) {
+      const int64_t wp = (N16 - np0) < PANEL ? (N16 - np0) : PANEL;
+      const int nv = (int)(wp / 16);
+      const int8_t* b = bp + (np0 / PANEL) * PANEL * KG * 4 + (k0 / 4) * wp * 4;
+      for (int64_t r0 = 0; r0 < rows; r0 += 6) {
+        const int64_t mr = (rows - r0) < 6 ? (rows - r0) : 6;
+        int32_t* c = cbuf + r0 * NC + (np0 - n0);
+        kUkr[mr - 1][nv - 1](apack + r0 * kcl, kcl, b, kcl / 4, c, NC, first, p.bias + np0);
+        if (last) {
+          const int64_t nc = (n1 - np0) < wp ? (n1 - np0) : wp;
+          epi_rows_avx512(p.epi, c, NC, m0 + r0, mr, np0, nc);
+        }
+      }
+    }
+  }
+}
+
+void dw_rows(const DwProblem& p, int64_t r0, int64_t r1) { dw_rows_impl(p, r0, r1, epi_rows_avx512); }
+
+void quantize(const void* x, int dtype, int64_t n, float inv, int8_t* out) {
+  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-128.f), hi = _mm512_set1_ps(127.f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    __m512 f;
+    if (dtype == 0) {
+      f = _mm512_maskz_loadu_ps(k, (const float*)x + i);
+    } else if (dtype == 1) {
+      const __m256i h = _mm256_maskz_loadu_epi16(k, (const uint16_t*)x + i);
+      f = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+      f = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, (const uint16_t*)x + i));
+    }
+    __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(f, vinv), lo), hi);
+    const __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm512_mask_cvtepi32_storeu_epi8(out + i, k, q);
+  }
+}
+
+void dequantize(const int8_t* q, int64_t n, float scale, int kind, void* out) {
+  const __m512 s = _mm512_set1_ps(scale);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, q + i))), s);
+    if (kind == OUT_F32) {
+      _mm512_mask_storeu_ps((float*)out + i, k, v);
+    } else if (kind == OUT_BF16) {
+      _mm256_mask_storeu_epi16((uint16_t*)out + i, k, _mm512_cvtepi32_epi16(bf16_bits(v)));
+    } else {
+      _mm256_mask_storeu_epi16((uint16_t*)out + i, k, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace i8c
+
+#pragma GCC pop_options
+
+namespace i8c {
+namespace {
+const IsaKernels kTable = {"avx512vnni", packed_bytes, pack, -128, gemm_task, dw_rows, quantize, dequantize};
+}
+const IsaKernels* isa_avx512vnni() { return &kTable; }
+}  // namespace i8c
