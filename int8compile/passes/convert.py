@@ -96,10 +96,22 @@ def _convert_layer(gm, ctx: PassContext, layer: fx.Node, spec: LayerSpec, int8,
         replacement = out
         if out_int8:
             replacement = gm.graph.call_function(ops.DEQUANTIZE, (out, s_y, float_dtype))
+        replacement = _float_layout_like(gm, replacement, layer)
+        if out_int8:
             int8[replacement] = Int8Value(out, s_y)
     layer.replace_all_uses_with(replacement)
     gm.graph.erase_node(layer)
     spec.scales = {"in": s_x, "out": s_y, "residual": s_r}
+
+
+def _float_layout_like(gm, node: fx.Node, layer: fx.Node) -> fx.Node:
+    """int8 conv outputs are channels-last; float code after the layer may assume the original
+    contiguous NCHW strides (e.g. a .view), so restore them (inductor fuses the copy)."""
+    val = layer.meta.get("val")
+    if isinstance(val, torch.Tensor) and val.dim() == 4 and val.is_contiguous():
+        return gm.graph.call_function(aten.clone.default, (node,),
+                                      {"memory_format": torch.contiguous_format})
+    return node
 
 
 def _feeds_quantized_layer(node: fx.Node, ctx: PassContext) -> bool:

@@ -1,0 +1,41 @@
+"""backend="int8" works in a fresh process that never imports int8compile (entry point), and
+torch.compile's mode/options reach the backend."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from int8compile import Options
+
+
+def test_backend_found_without_import():
+    code = textwrap.dedent("""
+        import sys, torch
+        m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)).eval()
+        cm = torch.compile(m, backend="int8", options={"progress": False})
+        x = torch.randn(4, 8)
+        with torch.no_grad():
+            import warnings; warnings.simplefilter("ignore")
+            y = cm(x)                                   # compiles through the entry point
+        assert "int8compile" in sys.modules
+        torch.testing.assert_close(y, m(x))             # uncalibrated: float
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
+
+
+def test_mode_and_options_reach_backend():
+    opts = Options.from_compile_args("max-autotune", {"requant": "fixed", "skip": "fc*"})
+    assert opts.inductor_mode == "max-autotune"
+    assert opts.requant == "fixed" and opts.skip == ("fc*",)
+    with pytest.raises(ValueError, match="unknown int8 backend option"):
+        Options.from_compile_args(None, {"bogus": 1})
+
+
+def test_options_are_frozen():
+    with pytest.raises(Exception):
+        Options().requant = "pot"

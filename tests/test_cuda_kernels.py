@@ -1,0 +1,297 @@
+"""Bit-exact tests of the `cuda` target against the reference target (docs/numerics.md, 0 LSB).
+
+The GPU tests skip cleanly on a machine without CUDA (CI); they run on the GPU machine through
+scripts/gpu_check.sh. Every run draws fresh random inputs and poisons the output buffer first, so an
+element the kernel fails to write cannot pass. The tests at the top run everywhere (import must not
+build anything; the capability checks must decline with a reason).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from int8compile import numerics
+from int8compile.kernels import cuda as ck
+from int8compile.kernels import reference as ref
+from int8compile.kernels.registry import OpCall
+
+HAS_CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU (run scripts/gpu_check.sh on the device)")
+
+
+# ---------------------------------------------------------------- runs everywhere
+def test_import_does_not_build():
+    assert "ext" not in ck._state or HAS_CUDA
+
+
+def test_checks_decline_with_reason():
+    call = OpCall("linear", "cpu", {"x": (4, 16), "weight": (8, 16)}, {"x": torch.int8, "out": torch.int8},
+                  {"mode": "float"})
+    assert "CUDA" in ck.check_linear(call)
+    call = OpCall("linear", "cuda", {"x": (4, 200_000), "weight": (8, 200_000)},
+                  {"x": torch.int8, "out": torch.int8}, {"mode": "float"})
+    assert "K=" in ck.check_linear(call)
+    call = OpCall("conv2d", "cuda", {"x": (1, 6, 8, 8), "weight": (4, 3, 3, 4)},
+                  {"x": torch.int8, "out": torch.int8}, {"groups": 2, "mode": "fixed"})
+    assert "groups" in ck.check_conv(call)
+    call = OpCall("linear", "cuda", {"x": (4, 16), "weight": (8, 16)}, {"x": torch.int8, "out": torch.float16},
+                  {"mode": "float", "residual": True})
+    assert "residual" in ck.check_linear(call)
+    if not HAS_CUDA:
+        call = OpCall("linear", "cuda", {"x": (4, 16), "weight": (8, 16)}, {"x": torch.int8, "out": torch.int8},
+                      {"mode": "float"})
+        assert ck.check_linear(call) == "no CUDA device"
+
+
+# ---------------------------------------------------------------- helpers
+DEV = "cuda"
+POISON = {torch.int8: 0x5A, torch.float32: float("nan"), torch.float16: float("nan"), torch.bfloat16: float("nan")}
+
+
+def poisoned(shape, dtype, channels_last=False):
+    t = torch.empty(shape, dtype=dtype, device=DEV,
+                    memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    t.fill_(POISON[dtype] if dtype != torch.int8 else 0x5A)
+    return t
+
+
+def rand_i8(shape, g, lo=-128, hi=127):
+    return torch.randint(lo, hi + 1, shape, generator=g, dtype=torch.int8)
+
+
+def epilogue_args(N, K, mode, residual, out_dtype, act, g, out_shape):
+    """Random but realistic requant parameters whose outputs saturate at both ends."""
+    std = 73.0 * 73.0 * math.sqrt(max(K, 1))
+    s_x = 0.02
+    s_w = torch.rand(N, generator=g, dtype=torch.float64) * 0.02 + 0.001
+    target = 60.0 * (0.5 + 1.5 * torch.rand(N, generator=g, dtype=torch.float64))  # output spread in codes
+    s_y = float(s_x * s_w.mean() * std / 60.0)
+    m = s_x * s_w / s_y * (target / 60.0)
+    bias = torch.randint(-2**20, 2**20, (N,), generator=g, dtype=torch.int32)
+    if N > 2:
+        bias[0] = 2**31 - 1      # int64 bias add must not wrap
+        bias[1] = -2**31
+    res = rand_i8(out_shape, g) if residual else None
+    m_res = 0.3 + float(torch.rand(1, generator=g)) if residual else None
+    if out_dtype != torch.int8:
+        scale = (s_x * s_w).to(torch.float32) * float(1.0 / std)
+        lo, hi = {"none": (-math.inf, math.inf), "relu": (0.0, math.inf), "relu6": (0.0, 6.0),
+                  "clamp": (-0.37, 0.61)}[act]
+        return dict(bias=bias, scale=scale, mult=None, shift=None, residual=None, res_mult=None, res_scale=0.0,
+                    lo=lo, hi=hi)
+    rq = numerics.requant_params(numerics.RequantMode(mode), m, m_res)
+    lo, hi = {"none": (-128.0, 127.0), "relu": (0.0, 127.0), "relu6": (0.0, 50.0), "clamp": (-20.0, 30.0)}[act]
+    return dict(bias=bias, scale=rq.scale, mult=rq.mult, shift=rq.shift, residual=res, res_mult=rq.res_mult,
+                res_scale=rq.res_scale, lo=lo, hi=hi)
+
+
+def to_dev(d):
+    return {k: (v.to(DEV) if isinstance(v, torch.Tensor) else v) for k, v in d.items()}
+
+
+def algos_linear():
+    if not HAS_CUDA:
+        return []
+    cc = torch.cuda.get_device_capability()
+    a = ["mma", "mma64", "dp4a"] if cc >= (8, 0) else ["dp4a"]
+    if cc == (9, 0):
+        a = ["sm90:0", "sm90:1", "sm90:2", "sm90:3"] + a
+    return a
+
+
+EPI_VARIANTS = [  # (mode, residual, out_dtype, act)
+    ("float", False, torch.int8, "none"), ("float", True, torch.int8, "relu"),
+    ("fixed", False, torch.int8, "relu6"), ("fixed", True, torch.int8, "none"),
+    ("pot", False, torch.int8, "clamp"), ("pot", True, torch.int8, "relu"),
+    ("float", False, torch.float32, "none"), ("float", False, torch.float16, "relu6"),
+    ("float", False, torch.bfloat16, "clamp"),
+]
+LINEAR_SHAPES = [  # (M, K, N)
+    (1, 16, 5), (1, 3, 33), (7, 17, 5), (64, 131, 33), (65, 128, 64), (130, 256, 256), (300, 1040, 300),
+    (257, 4096, 520), (1024, 512, 1000), (129, 48, 392),
+]
+
+
+# ---------------------------------------------------------------- linear
+@needs_cuda
+@pytest.mark.parametrize("algo", algos_linear())
+@pytest.mark.parametrize("shape", LINEAR_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_linear_bitexact(algo, shape):
+    M, K, N = shape
+    g = torch.Generator().manual_seed(hash((algo, shape)) & 0xFFFF_FFFF)
+    failures = []
+    for mode, residual, out_dtype, act in EPI_VARIANTS:
+        x = rand_i8((M, K), g).to(DEV)
+        w = rand_i8((N, K), g, -127, 127).to(DEV)
+        e = to_dev(epilogue_args(N, K, mode, residual, out_dtype, act, g, (M, N)))
+        expect = ref.linear(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
+                            e["res_scale"], e["lo"], e["hi"], out_dtype)
+        out = poisoned((M, N), out_dtype)
+        name, _, cfg = algo.partition(":")
+        got = ck.linear_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
+                             e["res_scale"], e["lo"], e["hi"], out_dtype, algo=name,
+                             cfg=int(cfg) if cfg else None, out=out)
+        torch.cuda.synchronize()
+        if not torch.equal(got, expect):
+            diff = (got.double() - expect.double()).abs()
+            failures.append(f"{mode} res={residual} {out_dtype} {act}: {int((diff != 0).sum())} of {diff.numel()} "
+                            f"differ (max {float(diff.nan_to_num(999).max())})")
+    assert not failures, failures
+
+
+@needs_cuda
+def test_linear_batched_and_saturation():
+    """3-D input through the registered kernel; extreme inputs (all -128 / 127) saturate both ends."""
+    g = torch.Generator().manual_seed(7)
+    for fill in (-128, 127):
+        x = torch.full((2, 3, 64), fill, dtype=torch.int8, device=DEV)
+        w = rand_i8((40, 64), g, -127, 127).to(DEV)
+        w[:20] = 127
+        w[20:] = -127
+        for mode in ("float", "fixed"):
+            e = to_dev(epilogue_args(40, 64, mode, False, torch.int8, "none", g, (2, 3, 40)))
+            e["scale"] = e["scale"] * 0 + 0.5 if mode == "float" else e["scale"]
+            expect = ref.linear(x, w, None, e["scale"], e["mult"], e["shift"], None, None, 0.0, -128.0, 127.0,
+                                torch.int8)
+            got = ck.linear(x, w, None, e["scale"], e["mult"], e["shift"], None, None, 0.0, -128.0, 127.0,
+                            torch.int8)
+            assert torch.equal(got, expect)
+            assert int(expect.max()) == 127 or int(expect.min()) == -128
+
+
+# ---------------------------------------------------------------- conv2d
+CONV_CASES = [  # N, C, H, W, O, KH, KW, stride, padding, dilation, groups
+    (2, 3, 17, 19, 8, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),       # stem: 7x7 s2, 3 channels
+    (1, 16, 8, 8, 32, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),       # 1x1
+    (2, 32, 9, 7, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),       # 3x3
+    (1, 32, 10, 10, 33, 3, 3, (2, 2), (1, 0, 1, 0), (1, 1), 1),     # stride 2, asymmetric padding
+    (1, 16, 12, 12, 16, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2), 1),     # dilation 2
+    (1, 64, 14, 14, 64, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),     # 1x1 stride 2 (downsample)
+    (2, 64, 8, 8, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 4),       # grouped, Cg = 16
+    (1, 12, 6, 6, 18, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 3),       # grouped, Cg = 4 (byte path), Og = 6
+    (2, 32, 9, 9, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 32),      # depthwise
+    (1, 6, 7, 7, 6, 5, 5, (2, 2), (2, 2, 2, 2), (1, 1), 6),         # depthwise, C % 4 != 0, stride 2
+    (1, 17, 5, 5, 5, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),        # odd channels
+    (4, 64, 14, 14, 128, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),    # M = 784
+]
+
+
+def algos_conv():
+    if not HAS_CUDA:
+        return []
+    cc = torch.cuda.get_device_capability()
+    return (["auto", "mma", "mma64", "dp4a"] if cc >= (8, 0) else ["auto", "dp4a"])
+
+
+@needs_cuda
+@pytest.mark.parametrize("algo", algos_conv())
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}x{c[6]}"
+                                                           f"s{c[7][0]}d{c[9][0]}g{c[10]}")
+def test_conv2d_bitexact(algo, case):
+    N, C, H, W, O, KH, KW, stride, padding, dilation, groups = case
+    g = torch.Generator().manual_seed(hash((algo, case)) & 0xFFFF_FFFF)
+    from int8compile.ops import conv2d_output_size
+    oh, ow = conv2d_output_size((H, W), (KH, KW), stride, padding, dilation)
+    failures = []
+    for mode, residual, out_dtype, act in EPI_VARIANTS:
+        x = rand_i8((N, C, H, W), g).to(DEV).contiguous(memory_format=torch.channels_last)
+        w = rand_i8((O, KH, KW, C // groups), g, -127, 127).to(DEV)
+        e = to_dev(epilogue_args(O, KH * KW * C // groups, mode, residual, out_dtype, act, g, (N, O, oh, ow)))
+        if e["residual"] is not None:
+            e["residual"] = e["residual"].contiguous(memory_format=torch.channels_last)
+        expect = ref.conv2d(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
+                            e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups)
+        out = poisoned((N, O, oh, ow), out_dtype, channels_last=True)
+        got = ck.conv2d_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
+                             e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups,
+                             algo=algo, out=out)
+        torch.cuda.synchronize()
+        if not torch.equal(got, expect):
+            diff = (got.double() - expect.double()).abs()
+            failures.append(f"{mode} res={residual} {out_dtype} {act}: {int((diff != 0).sum())} of {diff.numel()} "
+                            f"differ")
+    assert not failures, failures
+
+
+# ---------------------------------------------------------------- quantize / dequantize
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape,layout", [((3, 5, 7, 9), "nchw"), ((3, 5, 7, 9), "nhwc"), ((2, 64, 33, 17), "nchw"),
+                                          ((2, 64, 33, 17), "nhwc"), ((1001,), "flat"), ((64, 128), "flat"),
+                                          ((4, 3, 8, 8), "strided")])
+def test_quantize_bitexact(dtype, shape, layout):
+    g = torch.Generator().manual_seed(11)
+    s = numerics.activation_scale(3.0)
+    inv = numerics.inverse_scale(s)
+    # values on half-steps of the scale (ties), far outside the range (saturation), and random
+    x = torch.randn(shape, generator=g) * 2.0
+    ties = (torch.randint(-300, 300, shape, generator=g) + 0.5) * s
+    pick = torch.rand(shape, generator=g)
+    x = torch.where(pick < 0.3, ties, x)
+    x = torch.where(pick > 0.95, x * 100, x).to(dtype).to(DEV)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = x.transpose(2, 3)
+    expect = ref.quantize(x, inv)
+    got = ck.quantize(x, inv)
+    torch.cuda.synchronize()
+    assert torch.equal(got, expect)
+    if x.dim() == 4:
+        assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape,layout", [((3, 5, 7, 9), "nhwc"), ((2, 16, 8, 8), "nchw"), ((1001,), "flat"),
+                                          ((64, 128), "flat")])
+def test_dequantize_bitexact(dtype, shape, layout):
+    g = torch.Generator().manual_seed(12)
+    q = rand_i8(shape, g).to(DEV)
+    if layout == "nhwc":
+        q = q.contiguous(memory_format=torch.channels_last)
+    s = numerics.activation_scale(5.7)
+    expect = ref.dequantize(q, s, dtype)
+    got = ck.dequantize(q, s, dtype)
+    torch.cuda.synchronize()
+    assert torch.equal(got, expect)
+
+
+# ---------------------------------------------------------------- registry
+@needs_cuda
+def test_registry_selects_cuda():
+    from int8compile.kernels import registry
+    call = OpCall("linear", "cuda", {"x": (8, 64), "weight": (16, 64)}, {"x": torch.int8, "out": torch.int8},
+                  {"mode": "fixed", "residual": False})
+    kernel, rejected = registry.select(call)
+    assert kernel.target == "cuda", rejected
+    call = OpCall("conv2d", "cuda", {"x": (1, 16, 8, 8), "weight": (16, 3, 3, 1)},
+                  {"x": torch.int8, "out": torch.float16}, {"groups": 16, "mode": "float"})
+    kernel, rejected = registry.select(call, "cuda_dp4a")
+    assert kernel.target == "cuda_dp4a", rejected
+
+
+@needs_cuda
+@pytest.mark.skipif(os.environ.get("I8C_SANITIZER") != "1", reason="only under compute-sanitizer (gpu_check.sh)")
+def test_sanitizer_small():
+    """A small pass over every kernel, run once under compute-sanitizer memcheck by gpu_check.sh."""
+    g = torch.Generator().manual_seed(3)
+    for algo in algos_linear():
+        name, _, cfg = algo.partition(":")
+        for (M, K, N) in [(5, 48, 37), (130, 131, 70)]:
+            x = rand_i8((M, K), g).to(DEV)
+            w = rand_i8((N, K), g, -127, 127).to(DEV)
+            e = to_dev(epilogue_args(N, K, "fixed", True, torch.int8, "none", g, (M, N)))
+            expect = ref.linear(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
+                                e["res_scale"], e["lo"], e["hi"], torch.int8)
+            got = ck.linear_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
+                                 e["res_scale"], e["lo"], e["hi"], torch.int8, algo=name,
+                                 cfg=int(cfg) if cfg else None)
+            assert torch.equal(got, expect), algo
+    for case in (CONV_CASES[0], CONV_CASES[3], CONV_CASES[7], CONV_CASES[9]):
+        test_conv2d_bitexact("auto", case)
+    test_quantize_bitexact(torch.float16, (3, 5, 7, 9), "nchw")
+    test_dequantize_bitexact(torch.bfloat16, (1001,), "flat")
