@@ -1,0 +1,250 @@
+"""Benchmark of the `cuda` int8 kernels against PyTorch / cuBLAS / cuDNN, one process, CUDA events.
+
+Every contender is captured into a CUDA graph that cycles through several input sets (so repeated
+runs do not measure L2 hits), the graph is replayed many times and the median time per call is taken.
+  GEMM: M in {1, 32, 256, 1024, 4096, 16384}, N = K in {4096, 8192}: ours (fused fixed-point requant
+        + bias, int8 out) vs torch._int_mm (int32 out) vs bf16 / fp16 torch.mm vs fp8 torch._scaled_mm.
+  conv: ResNet-50's 53 conv layers (23 distinct shapes) at batch 256 and 1: ours int8 (fused requant,
+        int8 out) vs cuDNN fp16 channels_last (F.conv2d, cudnn.benchmark).
+Usage: python benchmarks/bench_cuda.py [--out FILE.md] [--quick] [--sweep-cfg]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from int8compile import numerics  # noqa: E402
+from int8compile.kernels import cuda as ck  # noqa: E402
+
+DEV = "cuda"
+L2_BYTES = 50 * 2**20
+
+
+def n_sets(bytes_per_set: int) -> int:
+    return max(1, min(8, math.ceil(3 * L2_BYTES / max(bytes_per_set, 1))))
+
+
+def bench_graph(fns, reps: int = 30, min_calls: int = 8) -> float:
+    """Median seconds per call of fns (cycled), timed over graph replays."""
+    for f in fns:           # warm up / first-use work (builds, attribute setting, cudnn autotune)
+        f()
+    torch.cuda.synchronize()
+    inner = max(min_calls, len(fns))
+    inner = (inner + len(fns) - 1) // len(fns) * len(fns)
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for f in fns:
+            f()
+        with torch.cuda.graph(g, stream=s):
+            for i in range(inner):
+                fns[i % len(fns)]()
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g.replay()
+    torch.cuda.synchronize()
+    # choose the replay count per sample so each sample lasts >= ~1 ms
+    t0 = time.perf_counter()
+    g.replay()
+    torch.cuda.synchronize()
+    one = time.perf_counter() - t0
+    per = max(1, int(1e-3 / max(one, 1e-6)))
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(per):
+            g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / 1e3 / (per * inner))
+    del g
+    return statistics.median(times)
+
+
+def requant_fixed(N: int, K: int):
+    g = torch.Generator().manual_seed(0)
+    m = (torch.rand(N, generator=g, dtype=torch.float64) + 0.5) * (60.0 / (73 * 73 * math.sqrt(K)))
+    rq = numerics.requant_params(numerics.RequantMode.FIXED, m)
+    bias = torch.randint(-2**16, 2**16, (N,), generator=g, dtype=torch.int32)
+    return bias.to(DEV), rq.scale.to(DEV), rq.mult.to(DEV), rq.shift.to(DEV)
+
+
+def rand_i8(*shape):
+    return torch.randint(-127, 128, shape, dtype=torch.int8, device=DEV)
+
+
+# ---------------------------------------------------------------------------------------- GEMM
+def gemm_contenders(M, N, K, sweep_cfg=False, with_alt=False):
+    ext = ck.ext()
+    per_set = M * K + N * K
+    ns = n_sets(per_set)
+    xs = [rand_i8(M, K) for _ in range(ns)]
+    ws = [rand_i8(N, K) for _ in range(ns)]
+    bias, scale, mult, shift = requant_fixed(N, K)
+    out = torch.empty(M, N, dtype=torch.int8, device=DEV)
+    res = {}
+
+    def ours(cfg=None, algo=0):
+        c = ck.sm90_config(M, N, K) if cfg is None else cfg
+        return [lambda i=i: ext.linear(xs[i], ws[i], out, bias, scale, mult, shift, None, None, 0.0, -128.0, 127.0,
+                                       algo, c, 0) for i in range(ns)]
+
+    cc = torch.cuda.get_device_capability()
+    if cc == (9, 0):
+        res["ours"] = bench_graph(ours())
+        if sweep_cfg:
+            for c in range(4):
+                res[f"sm90 cfg{c}"] = bench_graph(ours(c))
+    if with_alt or cc != (9, 0):
+        res["mma.sync"] = bench_graph(ours(0, 2 if M <= 64 else 1))
+    if with_alt:
+        res["dp4a"] = bench_graph(ours(0, 3))
+    try:
+        wts = [w.t() for w in ws]
+        res["torch._int_mm"] = bench_graph([lambda i=i: torch._int_mm(xs[i], wts[i]) for i in range(ns)])
+    except Exception as e:  # noqa: BLE001
+        res["torch._int_mm"] = f"n/a ({type(e).__name__})"
+    del xs, ws
+    for name, dt in (("bf16 mm", torch.bfloat16), ("fp16 mm", torch.float16)):
+        ns2 = n_sets(2 * per_set)
+        a = [torch.randn(M, K, device=DEV, dtype=dt) for _ in range(ns2)]
+        b = [torch.randn(N, K, device=DEV, dtype=dt).t() for _ in range(ns2)]
+        res[name] = bench_graph([lambda i=i: torch.mm(a[i], b[i]) for i in range(ns2)])
+        del a, b
+    try:
+        a = [torch.randn(M, K, device=DEV).to(torch.float8_e4m3fn) for _ in range(ns)]
+        b = [torch.randn(N, K, device=DEV).to(torch.float8_e4m3fn).t() for _ in range(ns)]
+        one = torch.tensor(1.0, device=DEV)
+        res["fp8 _scaled_mm"] = bench_graph([lambda i=i: torch._scaled_mm(a[i], b[i], one, one,
+                                                                            out_dtype=torch.bfloat16)
+                                             for i in range(ns)])
+        del a, b
+    except Exception as e:  # noqa: BLE001
+        res["fp8 _scaled_mm"] = f"n/a ({type(e).__name__})"
+    return res
+
+
+# ---------------------------------------------------------------------------------------- conv
+RESNET50 = [  # C, O, k, stride, pad, H_in, count
+    (3, 64, 7, 2, 3, 224, 1), (64, 64, 1, 1, 0, 56, 1), (64, 64, 3, 1, 1, 56, 3), (64, 256, 1, 1, 0, 56, 4),
+    (256, 64, 1, 1, 0, 56, 2), (256, 128, 1, 1, 0, 56, 1), (128, 128, 3, 2, 1, 56, 1), (128, 512, 1, 1, 0, 28, 4),
+    (256, 512, 1, 2, 0, 56, 1), (512, 128, 1, 1, 0, 28, 3), (128, 128, 3, 1, 1, 28, 3), (512, 256, 1, 1, 0, 28, 1),
+    (256, 256, 3, 2, 1, 28, 1), (256, 1024, 1, 1, 0, 14, 6), (512, 1024, 1, 2, 0, 28, 1),
+    (1024, 256, 1, 1, 0, 14, 5), (256, 256, 3, 1, 1, 14, 5), (1024, 512, 1, 1, 0, 14, 1),
+    (512, 512, 3, 2, 1, 14, 1), (512, 2048, 1, 1, 0, 7, 3), (1024, 2048, 1, 2, 0, 14, 1),
+    (2048, 512, 1, 1, 0, 7, 2), (512, 512, 3, 1, 1, 7, 2),
+]
+
+
+def conv_layer(batch, C, O, k, s, p, H):
+    ext = ck.ext()
+    from int8compile.ops import conv2d_output_size
+    oh, ow = conv2d_output_size((H, H), (k, k), (s, s), (p, p, p, p), (1, 1))
+    set_bytes = batch * C * H * H + O * k * k * C
+    ns = n_sets(set_bytes)
+    xs = [rand_i8(batch, C, H, H).contiguous(memory_format=torch.channels_last) for _ in range(ns)]
+    w = rand_i8(O, k, k, C)
+    bias, scale, mult, shift = requant_fixed(O, k * k * C)
+    out = torch.empty(batch, O, oh, ow, dtype=torch.int8, device=DEV, memory_format=torch.channels_last)
+    M = batch * oh * ow
+    algo = 1 if M <= 64 * 132 else 0
+    t_ours = bench_graph([lambda i=i: ext.conv2d(xs[i], w, out, bias, scale, mult, shift, None, None, 0.0, -128.0,
+                                                 127.0, [s, s], [p, p, p, p], [1, 1], 1, algo) for i in range(ns)],
+                         reps=15)
+    del xs
+    ns2 = n_sets(2 * set_bytes)
+    xh = [torch.randn(batch, C, H, H, device=DEV, dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+          for _ in range(ns2)]
+    wh = torch.randn(O, C, k, k, device=DEV, dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    t_cudnn = bench_graph([lambda i=i: F.conv2d(xh[i], wh, None, s, p) for i in range(ns2)], reps=15)
+    del xh
+    ops = 2.0 * M * O * k * k * C
+    return t_ours, t_cudnn, ops
+
+
+def fmt_t(v):
+    return f"{v * 1e6:.1f}" if isinstance(v, float) else v
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sweep-cfg", action="store_true")
+    ap.add_argument("--skip-conv", action="store_true")
+    ap.add_argument("--skip-gemm", action="store_true")
+    args = ap.parse_args()
+    torch.backends.cudnn.benchmark = True
+    props = torch.cuda.get_device_properties(0)
+    lines = [f"# int8compile cuda kernels benchmark", "",
+             f"- GPU: {props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, "
+             f"CUDA {torch.version.cuda}",
+             f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+             f"- command: `python {' '.join(sys.argv)}`",
+             "- method: CUDA graph of calls cycling through input sets (> L2), replayed; median of 15-30 samples",
+             ""]
+    summary = []
+    if not args.skip_gemm:
+        Ms = [1, 32, 256, 1024, 4096, 16384] if not args.quick else [1, 256, 4096]
+        lines += ["## GEMM (TOPS; ours = wgmma/TMA kernel with fused bias + fixed-point requant, int8 out)", ""]
+        header = None
+        for NK in (4096, 8192):
+            for M in Ms:
+                alt = (M in (256, 4096) and NK == 4096)
+                r = gemm_contenders(M, NK, NK, sweep_cfg=args.sweep_cfg, with_alt=alt)
+                ops = 2.0 * M * NK * NK
+                row = {k: (ops / v / 1e12 if isinstance(v, float) else v) for k, v in r.items()}
+                if header is None or set(row) - set(header):
+                    header = list(dict.fromkeys((header or []) + list(row)))
+                cells = [f"{row[h]:.0f}" if isinstance(row.get(h), float) else str(row.get(h, "")) for h in header]
+                ratio = (row["ours"] / row["torch._int_mm"]) if isinstance(row.get("ours"), float) and \
+                    isinstance(row.get("torch._int_mm"), float) else float("nan")
+                lines.append(f"| {M} | {NK} | " + " | ".join(cells) + f" | {ratio:.2f} |")
+                summary.append(f"GEMM M={M:5d} N=K={NK}: ours {row.get('ours', float('nan')):7.1f} TOPS, "
+                               f"_int_mm {row.get('torch._int_mm') if not isinstance(row.get('torch._int_mm'), float) else round(row['torch._int_mm'], 1)}"
+                               f", ratio {ratio:.2f}")
+                print(summary[-1], flush=True)
+        gi = lines.index("## GEMM (TOPS; ours = wgmma/TMA kernel with fused bias + fixed-point requant, int8 out)")
+        lines[gi + 2:gi + 2] = ["| M | N=K | " + " | ".join(header) + " | ours / _int_mm |",
+                                "|---|---|" + "---|" * len(header) + "---|"]
+        lines.append("")
+    if not args.skip_conv:
+        for batch in (256, 1):
+            lines += [f"## ResNet-50 convs, batch {batch} (us per call; x count for the sum)", "",
+                      "| C | O | k | s | H | count | ours int8 us | cuDNN fp16 us | speedup | ours TOPS |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
+            tot_o = tot_c = 0.0
+            for (C, O, k, s, p, H, cnt) in RESNET50:
+                to, tc, ops = conv_layer(batch, C, O, k, s, p, H)
+                tot_o += cnt * to
+                tot_c += cnt * tc
+                lines.append(f"| {C} | {O} | {k} | {s} | {H} | {cnt} | {to * 1e6:.1f} | {tc * 1e6:.1f} | "
+                             f"{tc / to:.2f} | {ops / to / 1e12:.0f} |")
+            lines.append(f"| **sum** | | | | | 53 | **{tot_o * 1e6:.0f}** | **{tot_c * 1e6:.0f}** | "
+                         f"**{tot_c / tot_o:.2f}** | |")
+            lines.append("")
+            summary.append(f"ResNet-50 conv sum batch {batch}: ours {tot_o * 1e3:.3f} ms, cuDNN fp16 "
+                           f"{tot_c * 1e3:.3f} ms, speedup {tot_c / tot_o:.2f}")
+            print(summary[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text)
+    print("=== summary ===")
+    print("\n".join(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+// torch bindings of the int8compile CUDA kernels. Python (int8compile/kernels/cuda.py) validates
+// shapes, allocates outputs and picks the algorithm; this file only unpacks tensors and launches.
+#include <torch/extension.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <optional>
+#include "launch.h"
+
+namespace {
+
+using OptT = std::optional<at::Tensor>;
+
+int kind_of(at::ScalarType t) {
+  switch (t) {
+    case at::kChar: return i8c::OUT_I8;
+    case at::kFloat: return i8c::OUT_F32;
+    case at::kHalf: return i8c::OUT_F16;
+    case at::kBFloat16: return i8c::OUT_BF16;
+    default: TORCH_CHECK(false, "int8compile cuda: unsupported dtype ", t);
+  }
+  return -1;
+}
+
+template <typename T>
+const T* ptr_or_null(const OptT& t) {
+  return (t.has_value() && t->defined()) ? t->data_ptr<T>() : nullptr;
+}
+
+i8c::EpiParams make_epi(at::Tensor& out, const OptT& bias, const at::Tensor& scale, const OptT& mult,
+                        const OptT& shift, const OptT& residual, const OptT& res_mult, double res_scale, double lo,
+                        double hi, long long ldo) {
+  i8c::EpiParams p;
+  p.bias = ptr_or_null<int32_t>(bias);
+  p.scale = scale.data_ptr<float>();
+  p.mult = ptr_or_null<int32_t>(mult);
+  p.shift = ptr_or_null<int32_t>(shift);
+  p.residual = ptr_or_null<int8_t>(residual);
+  p.res_mult = ptr_or_null<int32_t>(res_mult);
+  p.res_scale = (float)res_scale;
+  p.lo = (float)lo;
+  p.hi = (float)hi;
+  p.out_kind = kind_of(out.scalar_type());
+  p.mode = p.out_kind != i8c::OUT_I8 ? i8c::FLOAT_OUT : (p.mult ? i8c::INT8_FIXED : i8c::INT8_FLOAT);
+  TORCH_CHECK(p.mode != i8c::INT8_FIXED || p.shift, "fixed-point requant needs shift");
+  TORCH_CHECK(!(p.mode == i8c::INT8_FIXED && p.residual) || p.res_mult, "fixed-point residual needs res_mult");
+  p.out = out.data_ptr();
+  p.ldo = ldo;
+  return p;
+}
+
+void check(const char* err) { TORCH_CHECK(err == nullptr, "int8compile cuda kernel: ", err); }
+
+int num_sms() {
+  int dev = 0, n = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+  return n;
+}
+
+// x [M, K] int8 contiguous, w [N, K] int8 contiguous, out [M, N].
+// algo: 0 = sm90 wgmma (cfg = tile config), 1 = mma.sync 128x128, 2 = mma.sync 64x64, 3 = dp4a.
+void linear(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const OptT& bias, const at::Tensor& scale,
+            const OptT& mult, const OptT& shift, const OptT& residual, const OptT& res_mult, double res_scale,
+            double lo, double hi, int64_t algo, int64_t cfg, int64_t max_ctas) {
+  c10::cuda::CUDAGuard guard(x.device());
+  const int M = (int)x.size(0), K = (int)x.size(1), N = (int)w.size(0);
+  auto p = make_epi(out, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, N);
+  auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  if (M == 0 || N == 0) return;
+  if (algo == 0) {
+    check(i8c::gemm_sm90((int)cfg, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), M, N, K, p, num_sms(), (int)max_ctas,
+                         stream));
+    return;
+  }
+  i8c::ConvShape s{};
+  s.N = M; s.H = 1; s.W = 1; s.C = K;
+  s.KH = 1; s.KW = 1; s.Cg = K;
+  s.OH = 1; s.OW = 1; s.O = N; s.Og = N;
+  s.sh = 1; s.sw = 1; s.pt = 0; s.pl = 0; s.dh = 1; s.dw = 1;
+  s.M = M; s.K = K; s.groups = 1;
+  bool vec = (K % 16 == 0) && ((uintptr_t)x.data_ptr() % 16 == 0) && ((uintptr_t)w.data_ptr() % 16 == 0);
+  int a = algo == 1 ? 0 : (algo == 2 ? 1 : 2);
+  check(i8c::igemm(a, s, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), p, vec, stream));
+}
+
+// x [N, C, H, W] channels-last int8, w [O, KH, KW, C/groups] int8, out [N, O, OH, OW] channels-last.
+// algo: 0 = mma.sync 128x128, 1 = mma.sync 64x64, 2 = dp4a, 3 = depthwise.
+void conv2d(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const OptT& bias, const at::Tensor& scale,
+            const OptT& mult, const OptT& shift, const OptT& residual, const OptT& res_mult, double res_scale,
+            double lo, double hi, std::vector<int64_t> stride, std::vector<int64_t> padding,
+            std::vector<int64_t> dilation, int64_t groups, int64_t algo) {
+  c10::cuda::CUDAGuard guard(x.device());
+  i8c::ConvShape s{};
+  s.N = (int)x.size(0); s.C = (int)x.size(1); s.H = (int)x.size(2); s.W = (int)x.size(3);
+  s.O = (int)w.size(0); s.KH = (int)w.size(1); s.KW = (int)w.size(2); s.Cg = (int)w.size(3);
+  s.OH = (int)out.size(2); s.OW = (int)out.size(3);
+  s.groups = (int)groups; s.Og = s.O / s.groups;
+  s.sh = (int)stride[0]; s.sw = (int)stride[1];
+  s.pt = (int)padding[0]; s.pl = (int)padding[2];
+  s.dh = (int)dilation[0]; s.dw = (int)dilation[1];
+  s.M = s.N * s.OH * s.OW;
+  s.K = s.KH * s.KW * s.Cg;
+  auto p = make_epi(out, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, s.O);
+  auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  if (s.M == 0 || s.O == 0) return;
+  if (algo == 3) {
+    check(i8c::depthwise(s, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), p, stream));
+    return;
+  }
+  bool vec = (s.Cg % 16 == 0) && ((uintptr_t)x.data_ptr() % 16 == 0) && ((uintptr_t)w.data_ptr() % 16 == 0);
+  check(i8c::igemm((int)algo, s, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), p, vec, stream));
+}
+
+// layout 0: same memory order (x dense), layout 1: x NCHW contiguous -> q channels-last.
+void quantize(const at::Tensor& x, at::Tensor& q, double inv_scale, int64_t layout, int64_t N, int64_t C,
+              int64_t HW) {
+  c10::cuda::CUDAGuard guard(x.device());
+  check(i8c::quantize(x.data_ptr(), kind_of(x.scalar_type()), q.data_ptr<int8_t>(), x.numel(), (int)layout, (int)N,
+                      (int)C, HW, (float)inv_scale, c10::cuda::getCurrentCUDAStream().stream()));
+}
+
+void dequantize(const at::Tensor& q, at::Tensor& y, double scale) {
+  c10::cuda::CUDAGuard guard(q.device());
+  check(i8c::dequantize(q.data_ptr<int8_t>(), y.data_ptr(), kind_of(y.scalar_type()), q.numel(), (float)scale,
+                        c10::cuda::getCurrentCUDAStream().stream()));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("linear", &linear);
+  m.def("conv2d", &conv2d);
+  m.def("quantize", &quantize);
+  m.def("dequantize", &dequantize);
+}

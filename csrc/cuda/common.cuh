@@ -1,0 +1,133 @@
+// Shared pieces of the int8compile CUDA target: the fused epilogue (docs/numerics.md sections 4-6)
+// and the problem descriptions. Every float operation is one binary32 operation rounded on its own
+// (__fmul_rn / __fadd_rn, never a fused multiply-add), rounding to int is __float2int_rn (rne).
+#pragma once
+#include <cstdint>
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include "types.h"
+
+namespace i8c {
+
+// fp32(a + b) for int32 a, b where the sum is exact in int64 (the reference adds bias in int64).
+__device__ __forceinline__ float acc_to_float(int32_t a, int32_t b) {
+  int32_t s = (int32_t)((uint32_t)a + (uint32_t)b);
+  if (((a ^ s) & (b ^ s)) < 0) return __ll2float_rn((long long)a + (long long)b);
+  return __int2float_rn(s);
+}
+
+struct ChanP {
+  int32_t b; float s; int32_t m; int32_t sh; int32_t rm;
+};
+
+template <int MODE, bool RES>
+__device__ __forceinline__ ChanP load_chan(const EpiParams& p, int c) {
+  ChanP q;
+  q.b = p.bias ? __ldg(p.bias + c) : 0;
+  q.s = 0.f; q.m = 0; q.sh = 0; q.rm = 0;
+  if (MODE == INT8_FIXED) {
+    q.m = __ldg(p.mult + c);
+    q.sh = __ldg(p.shift + c);
+    if (RES) q.rm = __ldg(p.res_mult + c);
+  } else {
+    q.s = __ldg(p.scale + c);
+  }
+  return q;
+}
+
+// int8 result of one accumulator (modes INT8_FLOAT / INT8_FIXED).
+template <int MODE, bool RES>
+__device__ __forceinline__ int epi_int8(const EpiParams& p, const ChanP& q, int32_t a, int r) {
+  if (MODE == INT8_FLOAT) {
+    float v = __fmul_rn(acc_to_float(a, q.b), q.s);
+    if (RES) v = __fadd_rn(v, __fmul_rn(__int2float_rn(r), p.res_scale));
+    v = fminf(fmaxf(v, p.lo), p.hi);
+    return __float2int_rn(v);
+  } else {
+    long long acc = (long long)a + (long long)q.b;
+    long long v = (long long)((unsigned long long)acc * (unsigned long long)(long long)q.m);  // wraps like torch
+    if (RES) v = (long long)((unsigned long long)v + (unsigned long long)((long long)r * (long long)q.rm));
+    int sh = q.sh;
+    if (sh > 0) v = (long long)((unsigned long long)v + (1ull << (sh - 1)));
+    v >>= sh;
+    long long lo = (long long)p.lo, hi = (long long)p.hi;
+    v = v < lo ? lo : (v > hi ? hi : v);
+    return (int)v;
+  }
+}
+
+__device__ __forceinline__ float epi_float(const EpiParams& p, const ChanP& q, int32_t a) {
+  float v = __fmul_rn(acc_to_float(a, q.b), q.s);
+  return fminf(fmaxf(v, p.lo), p.hi);
+}
+
+__device__ __forceinline__ void store_float(const EpiParams& p, long long idx, float v) {
+  switch (p.out_kind) {
+    case OUT_F32: reinterpret_cast<float*>(p.out)[idx] = v; break;
+    case OUT_F16: reinterpret_cast<__half*>(p.out)[idx] = __float2half_rn(v); break;
+    default: reinterpret_cast<__nv_bfloat16*>(p.out)[idx] = __float2bfloat16_rn(v); break;
+  }
+}
+
+// One output element: row `row`, channel `c` (global channel index, also the column in out).
+template <int MODE, bool RES>
+__device__ __forceinline__ void epi_store1(const EpiParams& p, long long row, int c, int32_t a) {
+  ChanP q = load_chan<MODE, RES>(p, c);
+  long long idx = row * p.ldo + c;
+  if (MODE == FLOAT_OUT) {
+    store_float(p, idx, epi_float(p, q, a));
+  } else {
+    int r = RES ? (int)p.residual[idx] : 0;
+    reinterpret_cast<int8_t*>(p.out)[idx] = (int8_t)epi_int8<MODE, RES>(p, q, a, r);
+  }
+}
+
+// Two adjacent channels c, c+1 of one row (c even); v0 / v1 say which of them exist.
+template <int MODE, bool RES>
+__device__ __forceinline__ void epi_store2(const EpiParams& p, long long row, int c, int32_t a0,
+                                           int32_t a1, bool v0, bool v1) {
+  long long idx = row * p.ldo + c;
+  bool pair = v0 && v1 && ((idx & 1) == 0);
+  if (!pair) {
+    if (v0) epi_store1<MODE, RES>(p, row, c, a0);
+    if (v1) epi_store1<MODE, RES>(p, row, c + 1, a1);
+    return;
+  }
+  ChanP q0 = load_chan<MODE, RES>(p, c), q1 = load_chan<MODE, RES>(p, c + 1);
+  if (MODE == FLOAT_OUT) {
+    float f0 = epi_float(p, q0, a0), f1 = epi_float(p, q1, a1);
+    switch (p.out_kind) {
+      case OUT_F32: *reinterpret_cast<float2*>(reinterpret_cast<float*>(p.out) + idx) = make_float2(f0, f1); break;
+      case OUT_F16: *reinterpret_cast<__half2*>(reinterpret_cast<__half*>(p.out) + idx) =
+                        __halves2half2(__float2half_rn(f0), __float2half_rn(f1)); break;
+      default: {
+        __nv_bfloat162 h; h.x = __float2bfloat16_rn(f0); h.y = __float2bfloat16_rn(f1);
+        *reinterpret_cast<__nv_bfloat162*>(reinterpret_cast<__nv_bfloat16*>(p.out) + idx) = h;
+      }
+    }
+  } else {
+    int r0 = 0, r1 = 0;
+    if (RES) {
+      char2 rr = *reinterpret_cast<const char2*>(p.residual + idx);
+      r0 = rr.x; r1 = rr.y;
+    }
+    int y0 = epi_int8<MODE, RES>(p, q0, a0, r0), y1 = epi_int8<MODE, RES>(p, q1, a1, r1);
+    char2 o; o.x = (signed char)y0; o.y = (signed char)y1;
+    *reinterpret_cast<char2*>(reinterpret_cast<int8_t*>(p.out) + idx) = o;
+  }
+}
+
+// Dispatch a runtime (mode, residual) pair to a templated functor call: f.template run<MODE,RES>().
+#define I8C_EPI_DISPATCH(p, ...)                                                   \
+  do {                                                                             \
+    if ((p).mode == ::i8c::FLOAT_OUT) { __VA_ARGS__(::i8c::FLOAT_OUT, false); }    \
+    else if ((p).mode == ::i8c::INT8_FLOAT) {                                      \
+      if ((p).residual) { __VA_ARGS__(::i8c::INT8_FLOAT, true); }                  \
+      else { __VA_ARGS__(::i8c::INT8_FLOAT, false); } }                            \
+    else {                                                                         \
+      if ((p).residual) { __VA_ARGS__(::i8c::INT8_FIXED, true); }                  \
+      else { __VA_ARGS__(::i8c::INT8_FIXED, false); } }                            \
+  } while (0)
+
+}  // namespace i8c

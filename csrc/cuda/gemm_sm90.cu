@@ -1,0 +1,277 @@
+// Hopper (sm_90a) int8 GEMM for linear: y[M,N] = epilogue(x[M,K] . w[N,K]^T).
+// Persistent, warp-specialised: warpgroup 0 is the TMA producer (one thread issues
+// cp.async.bulk.tensor into a STAGES-deep ring of 128B-swizzled tiles, completing on mbarriers),
+// warpgroups 1..BM/64 are consumers, each issuing wgmma.m64nBNk32 s32.s8.s8 on a 64-row slice and
+// running the fused requant epilogue from registers. K tails, M and N edges are zero-filled by TMA.
+// Requires K % 16 == 0 (TMA row stride) and 16-byte aligned x / w.
+#include "common.cuh"
+#include "wgmma_s8.cuh"
+#include "launch.h"
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cstdio>
+#include <mutex>
+
+namespace i8c {
+namespace sm90 {
+
+constexpr int BK = 128;  // bytes of K per stage = one 128-byte swizzle row
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define I8C_SM90 1
+#endif
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+#ifdef I8C_SM90
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count));
+#endif
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+#ifdef I8C_SM90
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+#ifdef I8C_SM90
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
+#ifdef I8C_SM90
+  asm volatile(
+      "{\n.reg .pred P1;\nWAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+      "@!P1 bra WAIT_%=;\n}\n" ::"r"(smem_u32(bar)),
+      "r"(parity)
+      : "memory");
+#endif
+}
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, uint64_t* bar, int c0,
+                                            int c1) {
+#ifdef I8C_SM90
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], "
+      "[%4];" ::"r"(smem_u32(dst)),
+      "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(smem_u32(bar))
+      : "memory");
+#endif
+}
+__device__ __forceinline__ uint64_t desc128(const void* p) {
+  uint64_t a = smem_u32(p);
+  uint64_t d = 0;
+  d |= (a & 0x3FFFF) >> 4;
+  d |= (uint64_t)1 << 16;            // LBO (unused for swizzled K-major)
+  d |= (uint64_t)(1024 >> 4) << 32;  // SBO: 8 rows x 128 B
+  d |= (uint64_t)1 << 62;            // 128-byte swizzle
+  return d;
+}
+__device__ __forceinline__ void wg_fence() {
+#ifdef I8C_SM90
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_commit() {
+#ifdef I8C_SM90
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+#ifdef I8C_SM90
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+#endif
+}
+template <int R>
+__device__ __forceinline__ void setmaxnreg_inc() {
+#ifdef I8C_SM90
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(R));
+#endif
+}
+template <int R>
+__device__ __forceinline__ void setmaxnreg_dec() {
+#ifdef I8C_SM90
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(R));
+#endif
+}
+
+template <int BM, int BN, int STAGES>
+struct Smem {
+  int8_t A[STAGES][BM * BK];
+  int8_t B[STAGES][BN * BK];
+  uint64_t full[STAGES];
+  uint64_t empty[STAGES];
+};
+
+__device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, int& tm, int& tn) {
+  constexpr int GROUP_M = 8;
+  int per_group = GROUP_M * num_n;
+  int g = t / per_group;
+  int first_m = g * GROUP_M;
+  int gsz = min(num_m - first_m, GROUP_M);
+  int r = t - g * per_group;
+  tm = first_m + r % gsz;
+  tn = r / gsz;
+}
+
+template <int BN, int MODE, bool RES>
+__device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
+                                         int N) {
+  int lane = threadIdx.x & 31;
+  int r0 = row0 + (lane >> 2);
+  bool ok0 = r0 < M, ok1 = (r0 + 8) < M;
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    int c = n0 + 8 * j + 2 * (lane & 3);
+    bool v0 = c < N, v1 = (c + 1) < N;
+    if (ok0) epi_store2<MODE, RES>(p, r0, c, d[4 * j + 0], d[4 * j + 1], v0, v1);
+    if (ok1) epi_store2<MODE, RES>(p, r0 + 8, c, d[4 * j + 2], d[4 * j + 3], v0, v1);
+  }
+}
+
+template <int BM, int BN, int STAGES>
+__global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
+    gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,
+                int N, int K, EpiParams p) {
+#ifdef I8C_SM90
+  constexpr int NCONS = BM / 64;
+  extern __shared__ uint8_t smem_raw[];
+  uintptr_t base = ((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023;
+  auto& s = *reinterpret_cast<Smem<BM, BN, STAGES>*>(base);
+
+  const int num_m = (M + BM - 1) / BM, num_n = (N + BN - 1) / BN;
+  const int tiles = num_m * num_n;
+  const int ktiles = (K + BK - 1) / BK;
+  const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < STAGES; ++i) {
+      mbar_init(&s.full[i], 1);
+      mbar_init(&s.empty[i], NCONS);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    if constexpr (NCONS >= 2) setmaxnreg_dec<40>();
+    if (tid == 0) {
+      int it = 0;
+      for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+        int tm, tn;
+        tile_coords(t, num_m, num_n, tm, tn);
+        for (int kt = 0; kt < ktiles; ++kt, ++it) {
+          int st = it % STAGES, ph = (it / STAGES) & 1;
+          mbar_wait(&s.empty[st], ph ^ 1);
+          mbar_expect_tx(&s.full[st], (BM + BN) * BK);
+          tma_load_2d(s.A[st], &tmA, &s.full[st], kt * BK, tm * BM);
+          tma_load_2d(s.B[st], &tmB, &s.full[st], kt * BK, tn * BN);
+        }
+      }
+    }
+  } else {
+    if constexpr (NCONS >= 2) setmaxnreg_inc<232>();
+    const int c = wg - 1;
+    int it = 0;
+    int32_t d[BN / 2];
+    for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+      int tm, tn;
+      tile_coords(t, num_m, num_n, tm, tn);
+#pragma unroll
+      for (int i = 0; i < BN / 2; ++i) d[i] = 0;
+      int prev = -1;
+      for (int kt = 0; kt < ktiles; ++kt, ++it) {
+        int st = it % STAGES, ph = (it / STAGES) & 1;
+        mbar_wait(&s.full[st], ph);
+        wg_fence();
+        const int8_t* a = s.A[st] + c * 64 * BK;
+        const int8_t* b = s.B[st];
+#pragma unroll
+        for (int kk = 0; kk < BK / 32; ++kk)
+          wgmma_s8<BN>(d, desc128(a + kk * 32), desc128(b + kk * 32), (kt > 0 || kk > 0) ? 1 : 0);
+        wg_commit();
+        wg_wait<1>();
+        if (prev >= 0 && tid == 0) mbar_arrive(&s.empty[prev]);
+        prev = st;
+      }
+      wg_wait<0>();
+      if (prev >= 0 && tid == 0) mbar_arrive(&s.empty[prev]);
+      const int row0 = tm * BM + c * 64 + (tid / 32) * 16;
+      const int n0 = tn * BN;
+#define I8C_SM90_EPI(MODE_, RES_) epilogue<BN, MODE_, RES_>(p, d, row0, n0, M, N)
+      I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
+#undef I8C_SM90_EPI
+    }
+  }
+#endif
+}
+
+static PFN_cuTensorMapEncodeTiled_v12000 get_encode() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* ptr = nullptr;
+    cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000, cudaEnableDefault, &q) ==
+            cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(ptr);
+  });
+  return fn;
+}
+
+static const char* make_map(CUtensorMap* map, const void* ptr, int rows, int K, int box_rows) {
+  auto enc = get_encode();
+  if (!enc) return "cuTensorMapEncodeTiled unavailable";
+  cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
+  cuuint64_t strides[1] = {(cuuint64_t)K};
+  cuuint32_t box[2] = {(cuuint32_t)BK, (cuuint32_t)box_rows};
+  cuuint32_t estr[2] = {1, 1};
+  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(ptr), dims, strides, box, estr,
+                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled failed";
+}
+
+template <int BM, int BN, int STAGES>
+static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
+                          int num_sms, int max_ctas, cudaStream_t stream) {
+  CUtensorMap ma, mb;
+  if (const char* e = make_map(&ma, A, M, K, BM)) return e;
+  if (const char* e = make_map(&mb, B, N, K, BN)) return e;
+  size_t smem = sizeof(Smem<BM, BN, STAGES>) + 1024;
+  auto kern = gemm_kernel<BM, BN, STAGES>;
+  static bool attr_set = false;  // per instantiation
+  if (!attr_set) {
+    if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+      return "cudaFuncSetAttribute failed";
+    attr_set = true;
+  }
+  int tiles = ((M + BM - 1) / BM) * ((N + BN - 1) / BN);
+  int grid = tiles < num_sms ? tiles : num_sms;
+  if (max_ctas > 0 && grid > max_ctas) grid = max_ctas;
+  kern<<<grid, (BM / 64 + 1) * 128, smem, stream>>>(ma, mb, M, N, K, p);
+  cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+}  // namespace sm90
+
+// cfg: 0 = 128x256 (4 stages), 1 = 128x128 (6 stages), 2 = 64x128 (8 stages), 3 = 128x192 (4 stages)
+const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
+                      int num_sms, int max_ctas, cudaStream_t stream) {
+  switch (cfg) {
+    case 0: return sm90::launch<128, 256, 4>(A, B, M, N, K, p, num_sms, max_ctas, stream);
+    case 1: return sm90::launch<128, 128, 6>(A, B, M, N, K, p, num_sms, max_ctas, stream);
+    case 2: return sm90::launch<64, 128, 8>(A, B, M, N, K, p, num_sms, max_ctas, stream);
+    case 3: return sm90::launch<128, 192, 4>(A, B, M, N, K, p, num_sms, max_ctas, stream);
+    default: return "unknown sm90 tile config";
+  }
+}
+
+}  // namespace i8c

@@ -1,0 +1,31 @@
+// Host-side entry points of the int8compile CUDA kernels (raw pointers, no torch). Each returns
+// nullptr on success or a static error string.
+#pragma once
+#include <cstdint>
+#include <cuda_runtime.h>
+#include "types.h"
+
+namespace i8c {
+
+// Hopper wgmma GEMM (linear). cfg selects the tile shape (see gemm_sm90.cu). K % 16 == 0.
+const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
+                      int num_sms, int max_ctas, cudaStream_t stream);
+
+// mma.sync (sm80+) / dp4a (sm61+) implicit GEMM for conv2d and linear.
+// algo: 0 = mma.sync 128x128 tile, 1 = mma.sync 64x64 tile (small M), 2 = dp4a 128x128.
+// vec16: operands may be fetched in 16-byte chunks (Cg % 16 == 0, 16-byte aligned pointers).
+const char* igemm(int algo, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
+                  bool vec16, cudaStream_t stream);
+
+// Depthwise conv (groups == C == O).
+const char* depthwise(const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
+                      cudaStream_t stream);
+
+// quantize: in_kind 1 f32, 2 f16, 3 bf16. layout 0: elementwise over n elements (same memory order);
+// layout 1: NCHW contiguous input [N, C, HW] -> NHWC output.
+const char* quantize(const void* x, int in_kind, int8_t* q, long long n, int layout, int N, int C, long long HW,
+                     float inv_scale, cudaStream_t stream);
+// dequantize elementwise: out_kind 1 f32, 2 f16, 3 bf16.
+const char* dequantize(const int8_t* q, void* y, int out_kind, long long n, float scale, cudaStream_t stream);
+
+}  // namespace i8c

@@ -1,0 +1,151 @@
+// Fused quantize (fp32/fp16/bf16 -> int8, NCHW or NHWC input -> channels-last output) and
+// dequantize (int8 -> fp32/fp16/bf16). docs/numerics.md section 2:
+//   q = sat8(rne(fp32(x) * inv)),  y = rne_out(fp32(q) * s).
+#include "common.cuh"
+#include "launch.h"
+
+namespace i8c {
+namespace qk {
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+__device__ __forceinline__ int8_t q1(float v, float inv) {
+  int r = __float2int_rn(__fmul_rn(v, inv));
+  r = r < -128 ? -128 : (r > 127 ? 127 : r);
+  return (int8_t)r;
+}
+
+// 8 elements per thread, vector loads; requires n % 8 == 0 and 16-byte aligned input, 8-byte output.
+template <typename T>
+__global__ void quant_vec8(const T* __restrict__ x, int8_t* __restrict__ q, long long n8, float inv) {
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n8; i += (long long)gridDim.x * blockDim.x) {
+    float f[8];
+    if constexpr (sizeof(T) == 4) {
+      float4 a = reinterpret_cast<const float4*>(x)[2 * i];
+      float4 b = reinterpret_cast<const float4*>(x)[2 * i + 1];
+      f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+    } else {
+      uint4 a = reinterpret_cast<const uint4*>(x)[i];
+      const T* h = reinterpret_cast<const T*>(&a);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) f[e] = to_f(h[e]);
+    }
+    uint32_t lo = 0, hi = 0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) lo |= (uint32_t)(uint8_t)q1(f[e], inv) << (8 * e);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) hi |= (uint32_t)(uint8_t)q1(f[4 + e], inv) << (8 * e);
+    reinterpret_cast<uint2*>(q)[i] = make_uint2(lo, hi);
+  }
+}
+
+template <typename T>
+__global__ void quant_scalar(const T* __restrict__ x, int8_t* __restrict__ q, long long n, float inv) {
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    q[i] = q1(to_f(x[i]), inv);
+}
+
+// [N, C, HW] -> [N, HW, C], 32x32 tiles
+template <typename T>
+__global__ void quant_nchw(const T* __restrict__ x, int8_t* __restrict__ q, int C, long long HW, float inv) {
+  __shared__ int8_t tile[32][33];
+  int n = blockIdx.z;
+  long long hw0 = (long long)blockIdx.x * 32;
+  int c0 = blockIdx.y * 32;
+  const T* xb = x + (long long)n * C * HW;
+  int8_t* qb = q + (long long)n * C * HW;
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    int c = c0 + i;
+    long long hw = hw0 + threadIdx.x;
+    if (c < C && hw < HW) tile[i][threadIdx.x] = q1(to_f(xb[(long long)c * HW + hw]), inv);
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    long long hw = hw0 + i;
+    int c = c0 + threadIdx.x;
+    if (c < C && hw < HW) qb[hw * C + c] = tile[threadIdx.x][i];
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <typename T>
+__global__ void dequant(const int8_t* __restrict__ q, T* __restrict__ y, long long n, float s, bool vec) {
+  long long stride = (long long)gridDim.x * blockDim.x;
+  if (vec) {  // n % 8 == 0, aligned
+    long long n8 = n / 8;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n8; i += stride) {
+      uint2 v = reinterpret_cast<const uint2*>(q)[i];
+      const int8_t* b = reinterpret_cast<const int8_t*>(&v);
+      T out[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) out[e] = from_f<T>(__fmul_rn(__int2float_rn(b[e]), s));
+      if constexpr (sizeof(T) == 4) {
+        reinterpret_cast<float4*>(y)[2 * i] = *reinterpret_cast<float4*>(&out[0]);
+        reinterpret_cast<float4*>(y)[2 * i + 1] = *reinterpret_cast<float4*>(&out[4]);
+      } else {
+        reinterpret_cast<uint4*>(y)[i] = *reinterpret_cast<uint4*>(&out[0]);
+      }
+    }
+  } else {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+      y[i] = from_f<T>(__fmul_rn(__int2float_rn(q[i]), s));
+  }
+}
+
+static int grid_for(long long work) {
+  long long b = (work + 255) / 256;
+  if (b > 132 * 32) b = 132 * 32;
+  return b < 1 ? 1 : (int)b;
+}
+
+template <typename T>
+static void quant_t(const T* x, int8_t* q, long long n, int layout, int N, int C, long long HW, float inv,
+                    cudaStream_t st) {
+  if (layout == 1) {
+    dim3 grid((unsigned)((HW + 31) / 32), (C + 31) / 32, N);
+    quant_nchw<T><<<grid, dim3(32, 8), 0, st>>>(x, q, C, HW, inv);
+    return;
+  }
+  bool vec = (n % 8 == 0) && ((uintptr_t)x % 16 == 0) && ((uintptr_t)q % 8 == 0);
+  if (vec) quant_vec8<T><<<grid_for(n / 8), 256, 0, st>>>(x, q, n / 8, inv);
+  else quant_scalar<T><<<grid_for(n), 256, 0, st>>>(x, q, n, inv);
+}
+
+}  // namespace qk
+
+const char* quantize(const void* x, int in_kind, int8_t* q, long long n, int layout, int N, int C, long long HW,
+                     float inv_scale, cudaStream_t stream) {
+  if (n == 0) return nullptr;
+  if (layout == 1 && (N > 65535 || (C + 31) / 32 > 65535)) return "quantize grid too large";
+  switch (in_kind) {
+    case OUT_F32: qk::quant_t(reinterpret_cast<const float*>(x), q, n, layout, N, C, HW, inv_scale, stream); break;
+    case OUT_F16: qk::quant_t(reinterpret_cast<const __half*>(x), q, n, layout, N, C, HW, inv_scale, stream); break;
+    case OUT_BF16: qk::quant_t(reinterpret_cast<const __nv_bfloat16*>(x), q, n, layout, N, C, HW, inv_scale, stream); break;
+    default: return "quantize: bad input kind";
+  }
+  cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+const char* dequantize(const int8_t* q, void* y, int out_kind, long long n, float scale, cudaStream_t stream) {
+  if (n == 0) return nullptr;
+  bool vec = (n % 8 == 0) && ((uintptr_t)q % 8 == 0) && ((uintptr_t)y % 16 == 0);
+  int grid = qk::grid_for(vec ? n / 8 : n);
+  switch (out_kind) {
+    case OUT_F32: qk::dequant<float><<<grid, 256, 0, stream>>>(q, reinterpret_cast<float*>(y), n, scale, vec); break;
+    case OUT_F16: qk::dequant<__half><<<grid, 256, 0, stream>>>(q, reinterpret_cast<__half*>(y), n, scale, vec); break;
+    case OUT_BF16: qk::dequant<__nv_bfloat16><<<grid, 256, 0, stream>>>(q, reinterpret_cast<__nv_bfloat16*>(y), n, scale, vec); break;
+    default: return "dequantize: bad output kind";
+  }
+  cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+}  // namespace i8c
