@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +28,7 @@ class Row:
     kernel: str
     sqnr: Optional[float]
     status: str
+    passed_over: dict = field(default_factory=dict)    # kernel target -> why it was not used
 
     def cells(self) -> list[str]:
         sq = "" if self.sqnr is None else ("inf" if math.isinf(self.sqnr) else f"{self.sqnr:.1f}")
@@ -50,6 +51,10 @@ class Report:
                 f"layers int8, state={self.state}")
         rest = [f"graph {s.index}: rest compiled by {s.ctx.compiled_by or '(not yet compiled)'}"
                 for s in self.subgraphs]
+        passed_over = [f"  {r.layer}: {target} not used: {reason}" for r in self.rows
+                       for target, reason in r.passed_over.items()]
+        if passed_over:
+            rest += ["kernel targets passed over:"] + passed_over
         return "\n".join([head, line(table[0]), line(["-" * w for w in widths])] +
                          [line(r) for r in table[1:]] + rest)
 
@@ -134,7 +139,8 @@ def _rows(sub) -> list[Row]:
             requant=(sub.ctx.options.requant if sc.get("out") is not None else "float out") if sc else "",
             kernel=k.get("target", ""), sqnr=spec.sqnr,
             status="int8" if spec.quantize and sub.quantized is not None else
-            ("int8 (pending calibration)" if spec.quantize else f"float: {spec.reason}")))
+            ("int8 (pending calibration)" if spec.quantize else f"float: {spec.reason}"),
+            passed_over=dict(k.get("rejected", {}))))
     for spec in sub.ctx.rejected:
         rows.append(Row(sub.index, spec.name, spec.kind, "", "", "", "", "", "", "", None,
                         f"float: {spec.reason}"))

@@ -36,18 +36,20 @@ class Kernel:
     fn: Callable
     check: Check
     priority: int
+    device: Optional[str] = None                  # "cpu" / "cuda"; None: runs anywhere
 
 
 _KERNELS: dict[tuple[str, str], Kernel] = {}
 
 
-def register(op: str, target: str, *, priority: int, check: Check = lambda call: None):
-    """Decorator: register `fn` as the `target` implementation of `op`."""
+def register(op: str, target: str, *, priority: int, check: Check = lambda call: None,
+             device: Optional[str] = None):
+    """Decorator: register `fn` as the `target` implementation of `op` (for one device, or any)."""
     if op not in OPS:
         raise ValueError(f"unknown int8 op {op!r}; known: {OPS}")
 
     def wrap(fn: Callable) -> Callable:
-        _KERNELS[(op, target)] = Kernel(op, target, fn, check, priority)
+        _KERNELS[(op, target)] = Kernel(op, target, fn, check, priority, device)
         return fn
     return wrap
 
@@ -76,6 +78,8 @@ def select(call: OpCall, wanted: str = "auto") -> tuple[Kernel, dict[str, str]]:
     for kernel in candidates:
         if wanted not in ("auto", kernel.target) and kernel.target != "reference":
             continue
+        if wanted == "auto" and kernel.device not in (None, call.device):
+            continue                              # another device's target: not worth a mention
         reason = kernel.check(call)
         if reason is None:
             if wanted not in ("auto", "reference") and kernel.target == "reference":
