@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <tuple>
@@ -135,13 +136,24 @@ Tensor bias_eff(const optional<Tensor>& bias, const Tensor& colsum, int64_t off,
   return out;
 }
 
+// Tasks (MC rows x NC columns) are handed out dynamically from an atomic counter: one worker per
+// thread of at::parallel_for, so a core that is busy with something else simply takes fewer tasks.
+// Task order is column-block major: consecutive tasks share a weight block.
 void run_gemm(const IsaKernels* k, const GemmProblem& p) {
-  const int64_t nmb = (p.M + MC - 1) / MC, nnb = (p.N + NC - 1) / NC;
-  at::parallel_for(0, nmb * nnb, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t nb = t / nmb, mb = t % nmb;
-      k->gemm_task(p, mb * MC, std::min(p.M, (mb + 1) * MC), nb * NC, std::min(p.N, (nb + 1) * NC));
-    }
+  const int64_t nmb = (p.M + MC - 1) / MC, nnb = (p.N + NC - 1) / NC, total = nmb * nnb;
+  auto run = [&](int64_t t) {
+    const int64_t nb = t / nmb, mb = t % nmb;
+    k->gemm_task(p, mb * MC, std::min(p.M, (mb + 1) * MC), nb * NC, std::min(p.N, (nb + 1) * NC));
+  };
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), total);
+  if (workers <= 1 || at::in_parallel_region()) {
+    for (int64_t t = 0; t < total; ++t) run(t);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, workers, 1, [&](int64_t b, int64_t e) {
+    for (int64_t w = b; w < e; ++w)
+      for (int64_t t = next.fetch_add(1); t < total; t = next.fetch_add(1)) run(t);
   });
 }
 

@@ -201,7 +201,72 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   }
 }
 
-void dw_rows(const DwProblem& p, int64_t r0, int64_t r1) { dw_rows_impl(p, r0, r1, epi_rows_avx512); }
+// Depthwise: per output row, per block of 16 channels, walk the row keeping one int32 accumulator
+// vector per output pixel (4 pixels in flight); taps outside the input are skipped (zero padding).
+void dw_rows(const DwProblem& p, int64_t r0, int64_t r1) {
+  static thread_local Scratch scratch;
+  const int64_t Cp = p.Cpad, C = p.C, OW = p.OW, W = p.W;
+  int32_t* buf = (int32_t*)scratch.get((size_t)(OW * Cp) * sizeof(int32_t));
+  const int KH = p.KH, KW = p.KW;
+  for (int64_t row = r0; row < r1; ++row) {
+    const int64_t n = row / p.OH, oh = row % p.OH;
+    int nkh = 0;
+    int khs[64];
+    const int8_t* xrows[64];
+    for (int kh = 0; kh < KH && nkh < 64; ++kh) {
+      const int64_t ih = oh * p.sh - p.pt + (int64_t)kh * p.dh;
+      if (ih < 0 || ih >= p.H) continue;
+      khs[nkh] = kh;
+      xrows[nkh++] = p.x + (n * p.H + ih) * W * C;
+    }
+    for (int64_t c = 0; c < C; c += 16) {
+      const __mmask16 km = tail_mask(C - c);
+      const __m512i bias = _mm512_loadu_si512(p.bias + c);
+      // interior pixels: every kw tap lies inside the row, 4 pixels (independent chains) at a time
+      const int64_t ow_lo = (p.pl + p.sw - 1) / p.sw;
+      const int64_t lim = W - 1 - (int64_t)(KW - 1) * p.dw + p.pl;
+      const int64_t ow_hi = lim < 0 ? 0 : (lim / p.sw + 1 < OW ? lim / p.sw + 1 : OW);
+      const int64_t step = (int64_t)p.sw * C;
+      for (int64_t ow = ow_lo; ow + 4 <= ow_hi; ow += 4) {
+        __m512i a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+        for (int i = 0; i < nkh; ++i) {
+          const int8_t* xr = xrows[i] + c + (ow * p.sw - p.pl) * C;
+          const int32_t* wr = p.w + (int64_t)khs[i] * KW * Cp + c;
+          for (int kw = 0; kw < KW; ++kw) {
+            const __m512i wv = _mm512_loadu_si512(wr + kw * Cp);
+            const int8_t* xp = xr + (int64_t)kw * p.dw * C;
+            a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, xp)), wv));
+            a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, xp + step)), wv));
+            a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, xp + 2 * step)), wv));
+            a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, xp + 3 * step)), wv));
+          }
+        }
+        _mm512_storeu_si512(buf + ow * Cp + c, a0);
+        _mm512_storeu_si512(buf + (ow + 1) * Cp + c, a1);
+        _mm512_storeu_si512(buf + (ow + 2) * Cp + c, a2);
+        _mm512_storeu_si512(buf + (ow + 3) * Cp + c, a3);
+      }
+      const int64_t fast_end = ow_lo + (ow_hi > ow_lo ? (ow_hi - ow_lo) / 4 * 4 : 0);
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        if (ow >= ow_lo && ow < fast_end) continue;
+        __m512i acc = bias;
+        const int64_t iw0 = ow * p.sw - p.pl;
+        for (int i = 0; i < nkh; ++i) {
+          const int8_t* xr = xrows[i] + c;
+          const int32_t* wr = p.w + (int64_t)khs[i] * KW * Cp + c;
+          for (int kw = 0; kw < KW; ++kw) {
+            const int64_t iw = iw0 + (int64_t)kw * p.dw;
+            if ((uint64_t)iw >= (uint64_t)W) continue;
+            const __m512i xv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, xr + iw * C));
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(xv, _mm512_loadu_si512(wr + kw * Cp)));
+          }
+        }
+        _mm512_storeu_si512(buf + ow * Cp + c, acc);
+      }
+    }
+    epi_rows_avx512(p.epi, buf, Cp, row * OW, OW, 0, C);
+  }
+}
 
 void quantize(const void* x, int dtype, int64_t n, float inv, int8_t* out) {
   const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-128.f), hi = _mm512_set1_ps(127.f);
