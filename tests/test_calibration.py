@@ -191,3 +191,5 @@ def test_report_table_and_graph_exports(tmp_path):
     assert dot.startswith("digraph") and "int8compile" in dot
     g = rep.to_networkx()
     assert g.number_of_nodes() > 3 and g.number_of_edges() > 3
+    png = rep.plot_error(tmp_path / "sqnr.png")
+    assert png.stat().st_size > 1000
