@@ -150,13 +150,29 @@ def make_inductor(model, example, calib):
     return cm
 
 
+PT2E_NOTES: dict[str, str] = {}
+
+
 def make_pt2e(model, example, calib):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-    exported = torch.export.export(model, example).module()
-    quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-    prepared = prepare_pt2e(exported, quantizer)
+
+    def quantizer():
+        q = xiq.X86InductorQuantizer()
+        q.set_global(xiq.get_default_x86_inductor_quantization_config())
+        return q
+    # strict export: the non-strict graph lacks the source partitions the x86 quantizer matches on
+    exported = torch.export.export(model, example, strict=True).module()
+    try:
+        prepared = prepare_pt2e(exported, quantizer())
+    except IndexError:
+        # torchao 0.18 + torch 2.13: annotating linear+unary (e.g. linear+gelu) patterns fails on
+        # MiniLM; quantize the linears without that fusion rather than not at all
+        q = quantizer()
+        q._annotate_linear_unary = lambda *a, **k: None
+        exported = torch.export.export(model, example, strict=True).module()
+        prepared = prepare_pt2e(exported, q)
+        PT2E_NOTES[type(model).__name__] = "PT2E: linear+unary fusion annotation skipped (torchao IndexError)"
     for args in calib:
         prepared(*args)
     converted = convert_pt2e(prepared)
