@@ -192,38 +192,58 @@ Tensor linear(const Tensor& x, const Tensor& packed, const Tensor& colsum, int64
 // ---- conv2d ------------------------------------------------------------------------------------
 struct ConvCtx {
   const int8_t* x;
+  const int8_t* x_end;                     // one past the last input byte
   int64_t H, W, C, OH, OW, Cg, c0;
   int KH, KW, sh, sw, pt, pl, dh, dw;
 };
 
 void conv_gather(const void* vctx, int64_t m0, int64_t rows, int64_t k0, int64_t k1, int8_t* dst, int64_t ldd) {
   const ConvCtx& c = *(const ConvCtx*)vctx;
-  const int64_t ohw = c.OH * c.OW;
-  const bool runs = c.Cg == c.C && c.dw == 1;     // taps of one kernel row are contiguous in x
+  const int64_t ohw = c.OH * c.OW, Cg = c.Cg, KW = c.KW;
+  const bool runs = Cg == c.C && c.dw == 1;       // taps of one kernel row are contiguous in x
+  // divisions once per call; rows and taps are then walked incrementally
+  const int64_t t0 = k0 / Cg, ch0 = k0 % Cg, kh0 = t0 / KW, kw0 = t0 % KW;
+  int64_t n = m0 / ohw, oh = (m0 % ohw) / c.OW, ow = (m0 % ohw) % c.OW;
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t m = m0 + r, n = m / ohw, rem = m % ohw, oh = rem / c.OW, ow = rem % c.OW;
     const int64_t ih0 = oh * c.sh - c.pt, iw0 = ow * c.sw - c.pl;
-    // valid kw range (iw in [0, W))
-    int64_t kwlo = 0, kwhi = c.KW;
-    while (kwlo < c.KW && iw0 + kwlo * c.dw < 0) ++kwlo;
+    int64_t kwlo = 0, kwhi = KW;                  // valid kw range (iw in [0, W))
+    while (kwlo < KW && iw0 + kwlo * c.dw < 0) ++kwlo;
     while (kwhi > kwlo && iw0 + (kwhi - 1) * c.dw >= c.W) --kwhi;
+    const int8_t* xn = c.x + n * c.H * c.W * c.C + c.c0;
     int8_t* d = dst + r * ldd - k0;
-    int64_t k = k0;
+    int64_t k = k0, kh = kh0, kw = kw0, ch = ch0;
     while (k < k1) {
-      const int64_t t = k / c.Cg, ch = k % c.Cg, kh = t / c.KW, kw = t % c.KW;
       const int64_t ih = ih0 + kh * c.dh;
-      if (ih < 0 || ih >= c.H || kw < kwlo || kw >= kwhi) {
-        const int64_t len = std::min(c.Cg - ch, k1 - k);
+      int64_t len;
+      if (ih < 0 || ih >= c.H) {                  // whole kernel row is padding
+        len = std::min((KW - kw) * Cg - ch, k1 - k);
         std::memset(d + k, 0, (size_t)len);
-        k += len;
-        continue;
+      } else if (kw < kwlo || kw >= kwhi) {       // this tap is padding
+        len = std::min(Cg - ch, k1 - k);
+        std::memset(d + k, 0, (size_t)len);
+      } else {
+        const int8_t* src = xn + (ih * c.W + iw0 + kw * c.dw) * c.C + ch;
+        len = std::min(runs ? (kwhi - kw) * Cg - ch : Cg - ch, k1 - k);
+        if (len <= 32 && src + 32 <= c.x_end) {
+          // short runs (few channels): two fixed 16-byte moves instead of a memcpy call; bytes written
+          // past `len` land in columns (or the next row) that are written afterwards, or in the
+          // slack the GEMM's gather buffer keeps after its last row
+          std::memcpy(d + k, src, 16);
+          std::memcpy(d + k + 16, src + 16, 16);
+        } else {
+          std::memcpy(d + k, src, (size_t)len);
+        }
       }
-      const int64_t iw = iw0 + kw * c.dw;
-      const int8_t* src = c.x + ((n * c.H + ih) * c.W + iw) * c.C + c.c0 + ch;
-      const int64_t avail = runs ? (kwhi - kw) * c.C - ch : c.Cg - ch;
-      const int64_t len = std::min(avail, k1 - k);
-      std::memcpy(d + k, src, (size_t)len);
       k += len;
+      ch += len;
+      while (ch >= Cg) {
+        ch -= Cg;
+        if (++kw == KW) { kw = 0; ++kh; }
+      }
+    }
+    if (++ow == c.OW) {
+      ow = 0;
+      if (++oh == c.OH) { oh = 0; ++n; }
     }
   }
 }
@@ -283,7 +303,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& 
   for (int64_t g = 0; g < groups; ++g) {
     GemmProblem p;
     p.M = M; p.N = Og; p.K = K;
-    ConvCtx ctx{x.data_ptr<int8_t>(), H, W, C, OH, OW, Cg, g * Cg, (int)KH, (int)KW, (int)stride[0],
+    ConvCtx ctx{x.data_ptr<int8_t>(), x.data_ptr<int8_t>() + x.numel(), H, W, C, OH, OW, Cg, g * Cg, (int)KH, (int)KW, (int)stride[0],
                 (int)stride[1], (int)padding[0], (int)padding[2], (int)dilation[0], (int)dilation[1]};
     if (direct) {
       p.a = x.data_ptr<int8_t>() + g * Cg;

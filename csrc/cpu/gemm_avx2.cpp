@@ -67,7 +67,7 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   const int64_t ncols = n1 - n0, ncols16 = (ncols + W2 - 1) / W2 * W2;
   int16_t* apack = (int16_t*)s_a.get((size_t)(MC * KC) * sizeof(int16_t));
   int32_t* cbuf = (int32_t*)s_c.get((size_t)(MC * NC) * sizeof(int32_t));
-  int8_t* gbuf = p.gather ? (int8_t*)s_g.get((size_t)(MC * KC)) : nullptr;
+  int8_t* gbuf = p.gather ? (int8_t*)s_g.get((size_t)(MC * KC) + 64) : nullptr;
   const int16_t* bp = (const int16_t*)p.bpack;
   for (int64_t k0 = 0; k0 < Kp; k0 += KC) {
     const int64_t kcl = (Kp - k0) < KC ? (Kp - k0) : KC;        // even

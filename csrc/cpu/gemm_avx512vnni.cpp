@@ -161,7 +161,7 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   const int64_t rows = m1 - m0;
   uint8_t* apack = (uint8_t*)s_a.get((size_t)(MC * KC) + 64);
   int32_t* cbuf = (int32_t*)s_c.get((size_t)(MC * NC) * sizeof(int32_t));
-  int8_t* gbuf = p.gather ? (int8_t*)s_g.get((size_t)(MC * KC)) : nullptr;
+  int8_t* gbuf = p.gather ? (int8_t*)s_g.get((size_t)(MC * KC) + 64) : nullptr;
   const int8_t* bp = (const int8_t*)p.bpack;
   const __m512i flip = _mm512_set1_epi8((char)0x80);
   const int64_t nend = n1 < N16 ? (n1 + 15) / 16 * 16 : N16;
