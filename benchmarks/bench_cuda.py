@@ -90,32 +90,42 @@ def gemm_contenders(M, N, K, sweep_cfg=False, with_alt=False):
     per_set = M * K + N * K
     ns = n_sets(per_set)
     xs = [rand_i8(M, K) for _ in range(ns)]
-    ws = [rand_i8(N, K) for _ in range(ns)]
     bias, scale, mult, shift = requant_fixed(N, K)
     out = torch.empty(M, N, dtype=torch.int8, device=DEV)
     res = {}
 
-    def ours(cfg=None, algo=0):
-        c = ck.sm90_config(M, N, K) if cfg is None else cfg
-        return [lambda i=i: ext.linear(xs[i], ws[i], out, bias, scale, mult, shift, None, None, 0.0, -128.0, 127.0,
-                                       algo, c, 0) for i in range(ns)]
+    def ours(cfg=None, algo=0, splits=None):
+        c, sp = ck.sm90_config(M, N, K)
+        if cfg is not None:
+            c, sp = cfg, 1
+        if splits is not None:
+            sp = splits
+        ws, cnt = ck._workspace(torch.device(DEV), M, N) if sp > 1 else (None, None)
+        return [lambda i=i: ext.linear(xs[i], ws_[i], out, bias, scale, mult, shift, None, None, 0.0, -128.0, 127.0,
+                                       algo, c, 0, sp, ws, cnt) for i in range(ns)]
 
+    ws_ = ws_list = [rand_i8(N, K) for _ in range(ns)]
     cc = torch.cuda.get_device_capability()
     if cc == (9, 0):
         res["ours"] = bench_graph(ours())
+        res["ours cfg"] = "%d/%d" % ck.sm90_config(M, N, K)
         if sweep_cfg:
-            for c in range(4):
-                res[f"sm90 cfg{c}"] = bench_graph(ours(c))
+            for c in range(8):
+                res[f"cfg{c}"] = bench_graph(ours(c))
+            if M <= 256:
+                for c in (2, 6, 7):
+                    for sp in (2, 4, 8):
+                        res[f"cfg{c}s{sp}"] = bench_graph(ours(c, 0, sp))
     if with_alt or cc != (9, 0):
-        res["mma.sync"] = bench_graph(ours(0, 2 if M <= 64 else 1))
+        res["mma.sync"] = bench_graph(ours(0, 2 if M <= 64 else 1, 1))
     if with_alt:
-        res["dp4a"] = bench_graph(ours(0, 3))
+        res["dp4a"] = bench_graph(ours(0, 3, 1))
     try:
-        wts = [w.t() for w in ws]
+        wts = [w.t() for w in ws_]
         res["torch._int_mm"] = bench_graph([lambda i=i: torch._int_mm(xs[i], wts[i]) for i in range(ns)])
     except Exception as e:  # noqa: BLE001
         res["torch._int_mm"] = f"n/a ({type(e).__name__})"
-    del xs, ws
+    del xs, ws_, ws_list
     for name, dt in (("bf16 mm", torch.bfloat16), ("fp16 mm", torch.float16)):
         ns2 = n_sets(2 * per_set)
         a = [torch.randn(M, K, device=DEV, dtype=dt) for _ in range(ns2)]
@@ -158,10 +168,9 @@ def conv_layer(batch, C, O, k, s, p, H):
     bias, scale, mult, shift = requant_fixed(O, k * k * C)
     out = torch.empty(batch, O, oh, ow, dtype=torch.int8, device=DEV, memory_format=torch.channels_last)
     M = batch * oh * ow
-    algo = 1 if M <= 64 * 132 else 0
-    t_ours = bench_graph([lambda i=i: ext.conv2d(xs[i], w, out, bias, scale, mult, shift, None, None, 0.0, -128.0,
-                                                 127.0, [s, s], [p, p, p, p], [1, 1], 1, algo) for i in range(ns)],
-                         reps=15)
+    t_ours = bench_graph([lambda i=i: ck.conv2d_impl(xs[i], w, bias, scale, mult, shift, None, None, 0.0, -128.0,
+                                                     127.0, torch.int8, [s, s], [p, p, p, p], [1, 1], 1, out=out)
+                          for i in range(ns)], reps=15)
     del xs
     ns2 = n_sets(2 * set_bytes)
     xh = [torch.randn(batch, C, H, H, device=DEV, dtype=torch.float16).contiguous(memory_format=torch.channels_last)

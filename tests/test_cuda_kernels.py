@@ -98,8 +98,17 @@ def algos_linear():
     cc = torch.cuda.get_device_capability()
     a = ["mma", "mma64", "dp4a"] if cc >= (8, 0) else ["dp4a"]
     if cc == (9, 0):
-        a = ["sm90:0", "sm90:1", "sm90:2", "sm90:3"] + a
+        a = [f"sm90:{c}" for c in range(8)] + ["sm90:7:3", "sm90:4:2", "sm90:2:5", "sm90"] + a
     return a
+
+
+def parse_algo(algo):
+    """'sm90:cfg:splits' -> (name, cfg, splits); missing parts are None (heuristic)."""
+    parts = algo.split(":")
+    name = parts[0]
+    cfg = int(parts[1]) if len(parts) > 1 else None
+    splits = int(parts[2]) if len(parts) > 2 else None
+    return name, cfg, splits
 
 
 EPI_VARIANTS = [  # (mode, residual, out_dtype, act)
@@ -130,16 +139,33 @@ def test_linear_bitexact(algo, shape):
         expect = ref.linear(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
                             e["res_scale"], e["lo"], e["hi"], out_dtype)
         out = poisoned((M, N), out_dtype)
-        name, _, cfg = algo.partition(":")
+        name, cfg, splits = parse_algo(algo)
         got = ck.linear_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
-                             e["res_scale"], e["lo"], e["hi"], out_dtype, algo=name,
-                             cfg=int(cfg) if cfg else None, out=out)
+                             e["res_scale"], e["lo"], e["hi"], out_dtype, algo=name, cfg=cfg, splits=splits, out=out)
         torch.cuda.synchronize()
         if not torch.equal(got, expect):
             diff = (got.double() - expect.double()).abs()
             failures.append(f"{mode} res={residual} {out_dtype} {act}: {int((diff != 0).sum())} of {diff.numel()} "
                             f"differ (max {float(diff.nan_to_num(999).max())})")
     assert not failures, failures
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and torch.cuda.get_device_capability() != (9, 0), reason="sm90 only")
+def test_splitk_workspace_left_zeroed():
+    g = torch.Generator().manual_seed(5)
+    for (M, K, N, cfg, sp) in [(33, 1024, 200, 7, 4), (100, 2048, 300, 4, 3), (5, 4096, 4096, 7, 8)]:
+        x = rand_i8((M, K), g).to(DEV)
+        w = rand_i8((N, K), g, -127, 127).to(DEV)
+        e = to_dev(epilogue_args(N, K, "float", True, torch.int8, "none", g, (M, N)))
+        args = (e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"], e["res_scale"], e["lo"],
+                e["hi"], torch.int8)
+        expect = ref.linear(x, w, *args)
+        for _ in range(3):
+            got = ck.linear_impl(x, w, *args, algo="sm90", cfg=cfg, splits=sp)
+            assert torch.equal(got, expect)
+        ws, cnt = ck._workspace(torch.device(DEV), M, N)
+        assert int(ws.abs().max()) == 0 and int(cnt.abs().max()) == 0
 
 
 @needs_cuda
@@ -280,7 +306,7 @@ def test_sanitizer_small():
     """A small pass over every kernel, run once under compute-sanitizer memcheck by gpu_check.sh."""
     g = torch.Generator().manual_seed(3)
     for algo in algos_linear():
-        name, _, cfg = algo.partition(":")
+        name, cfg, splits = parse_algo(algo)
         for (M, K, N) in [(5, 48, 37), (130, 131, 70)]:
             x = rand_i8((M, K), g).to(DEV)
             w = rand_i8((N, K), g, -127, 127).to(DEV)
@@ -288,8 +314,7 @@ def test_sanitizer_small():
             expect = ref.linear(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
                                 e["res_scale"], e["lo"], e["hi"], torch.int8)
             got = ck.linear_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
-                                 e["res_scale"], e["lo"], e["hi"], torch.int8, algo=name,
-                                 cfg=int(cfg) if cfg else None)
+                                 e["res_scale"], e["lo"], e["hi"], torch.int8, algo=name, cfg=cfg, splits=splits)
             assert torch.equal(got, expect), algo
     for case in (CONV_CASES[0], CONV_CASES[3], CONV_CASES[7], CONV_CASES[9]):
         test_conv2d_bitexact("auto", case)

@@ -61,7 +61,8 @@ int num_sms() {
 // algo: 0 = sm90 wgmma (cfg = tile config), 1 = mma.sync 128x128, 2 = mma.sync 64x64, 3 = dp4a.
 void linear(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const OptT& bias, const at::Tensor& scale,
             const OptT& mult, const OptT& shift, const OptT& residual, const OptT& res_mult, double res_scale,
-            double lo, double hi, int64_t algo, int64_t cfg, int64_t max_ctas) {
+            double lo, double hi, int64_t algo, int64_t cfg, int64_t max_ctas, int64_t splits, const OptT& ws,
+            const OptT& cnt) {
   c10::cuda::CUDAGuard guard(x.device());
   const int M = (int)x.size(0), K = (int)x.size(1), N = (int)w.size(0);
   auto p = make_epi(out, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, N);
@@ -69,7 +70,8 @@ void linear(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
   if (M == 0 || N == 0) return;
   if (algo == 0) {
     check(i8c::gemm_sm90((int)cfg, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), M, N, K, p, num_sms(), (int)max_ctas,
-                         stream));
+                         (int)splits, ws.has_value() ? ws->data_ptr<int32_t>() : nullptr,
+                         cnt.has_value() ? cnt->data_ptr<int32_t>() : nullptr, stream));
     return;
   }
   i8c::ConvShape s{};

@@ -105,6 +105,7 @@ struct Smem {
   int8_t B[STAGES][BN * BK];
   uint64_t full[STAGES];
   uint64_t empty[STAGES];
+  int last[4];
 };
 
 __device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, int& tm, int& tn) {
@@ -133,25 +134,76 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
   }
 }
 
-template <int BM, int BN, int STAGES>
-__global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
+// Split-K: add this slice's partial sums into the int32 workspace (exact, order-free); returns
+// true in the warpgroup that arrives last for the slice, which then holds the full sums in d and has
+// reset its workspace slice and counter to zero (so the workspace stays zeroed between calls).
+template <int BN>
+__device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt, int* last_flag, int slot,
+                                              int splits, int row0, int n0, int M, int N, int bar_id) {
+  int lane = threadIdx.x & 31, tid = threadIdx.x & 127;
+  int r0 = row0 + (lane >> 2);
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    int c = n0 + 8 * j + 2 * (lane & 3);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      int r = r0 + 8 * h;
+      if (r < M) {
+        if (c < N) atomicAdd(ws + (long long)r * N + c, d[4 * j + 2 * h]);
+        if (c + 1 < N) atomicAdd(ws + (long long)r * N + c + 1, d[4 * j + 2 * h + 1]);
+      }
+    }
+  }
+  __threadfence();
+  asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+  if (tid == 0) *last_flag = (atomicAdd(cnt + slot, 1) == splits - 1);
+  asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+  bool last = *last_flag;
+  if (last) {
+    __threadfence();
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      int c = n0 + 8 * j + 2 * (lane & 3);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        int r = r0 + 8 * h;
+        if (r < M) {
+          int32_t* q = ws + (long long)r * N + c;
+          if (c < N) { d[4 * j + 2 * h] = __ldcg(q); __stcg(q, 0); }
+          if (c + 1 < N) { d[4 * j + 2 * h + 1] = __ldcg(q + 1); __stcg(q + 1, 0); }
+        }
+      }
+    }
+    if (tid == 0) cnt[slot] = 0;
+  }
+  asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+  return last;
+}
+
+// PP = ping-pong: the two consumer warpgroups take alternate BM x BN tiles (each issues BM/64 wgmma per
+// k-step), so one's epilogue overlaps the other's main loop. Otherwise the consumers split a tile's rows.
+template <int BM, int BN, int STAGES, bool PP>
+__global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, 1)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,
-                int N, int K, EpiParams p) {
+                int N, int K, EpiParams p, int splits, int32_t* ws, int* cnt) {
 #ifdef I8C_SM90
-  constexpr int NCONS = BM / 64;
+  constexpr int NCONS = PP ? 2 : BM / 64;
+  constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
   extern __shared__ uint8_t smem_raw[];
   uintptr_t base = ((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023;
   auto& s = *reinterpret_cast<Smem<BM, BN, STAGES>*>(base);
 
   const int num_m = (M + BM - 1) / BM, num_n = (N + BN - 1) / BN;
   const int tiles = num_m * num_n;
+  const int units = tiles * splits;
   const int ktiles = (K + BK - 1) / BK;
+  const int kps = (ktiles + splits - 1) / splits;
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
 
   if (threadIdx.x == 0) {
     for (int i = 0; i < STAGES; ++i) {
       mbar_init(&s.full[i], 1);
-      mbar_init(&s.empty[i], NCONS);
+      mbar_init(&s.empty[i], PP ? 1 : NCONS);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -162,10 +214,12 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
     if constexpr (NCONS >= 2) setmaxnreg_dec<40>();
     if (tid == 0) {
       int it = 0;
-      for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+      for (int u = blockIdx.x; u < units; u += gridDim.x) {
+        int t = u / splits, sp = u - t * splits;
+        int kb = sp * kps, ke = min(ktiles, kb + kps);
         int tm, tn;
         tile_coords(t, num_m, num_n, tm, tn);
-        for (int kt = 0; kt < ktiles; ++kt, ++it) {
+        for (int kt = kb; kt < ke; ++kt, ++it) {
           int st = it % STAGES, ph = (it / STAGES) & 1;
           mbar_wait(&s.empty[st], ph ^ 1);
           mbar_expect_tx(&s.full[st], (BM + BN) * BK);
@@ -177,23 +231,33 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
   } else {
     if constexpr (NCONS >= 2) setmaxnreg_inc<232>();
     const int c = wg - 1;
-    int it = 0;
-    int32_t d[BN / 2];
-    for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+    int it = 0, j = 0;
+    int32_t d[WGM * BN / 2];
+    for (int u = blockIdx.x; u < units; u += gridDim.x, ++j) {
+      int t = u / splits, sp = u - t * splits;
+      int kb = sp * kps, ke = min(ktiles, kb + kps);
+      if (PP && (j & 1) != c) {  // the other consumer's unit: skip its stages
+        it += max(ke - kb, 0);
+        continue;
+      }
       int tm, tn;
       tile_coords(t, num_m, num_n, tm, tn);
 #pragma unroll
-      for (int i = 0; i < BN / 2; ++i) d[i] = 0;
+      for (int i = 0; i < WGM * BN / 2; ++i) d[i] = 0;
       int prev = -1;
-      for (int kt = 0; kt < ktiles; ++kt, ++it) {
+      for (int kt = kb; kt < ke; ++kt, ++it) {
         int st = it % STAGES, ph = (it / STAGES) & 1;
         mbar_wait(&s.full[st], ph);
         wg_fence();
-        const int8_t* a = s.A[st] + c * 64 * BK;
         const int8_t* b = s.B[st];
 #pragma unroll
         for (int kk = 0; kk < BK / 32; ++kk)
-          wgmma_s8<BN>(d, desc128(a + kk * 32), desc128(b + kk * 32), (kt > 0 || kk > 0) ? 1 : 0);
+#pragma unroll
+          for (int mb = 0; mb < WGM; ++mb) {
+            const int8_t* a = s.A[st] + (PP ? mb : c) * 64 * BK;
+            wgmma_s8<BN>(d + mb * (BN / 2), desc128(a + kk * 32), desc128(b + kk * 32),
+                         (kt > kb || kk > 0) ? 1 : 0);
+          }
         wg_commit();
         wg_wait<1>();
         if (prev >= 0 && tid == 0) mbar_arrive(&s.empty[prev]);
@@ -201,11 +265,19 @@ __global__ void __launch_bounds__((BM / 64 + 1) * 128, 1)
       }
       wg_wait<0>();
       if (prev >= 0 && tid == 0) mbar_arrive(&s.empty[prev]);
-      const int row0 = tm * BM + c * 64 + (tid / 32) * 16;
       const int n0 = tn * BN;
-#define I8C_SM90_EPI(MODE_, RES_) epilogue<BN, MODE_, RES_>(p, d, row0, n0, M, N)
-      I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
+#pragma unroll
+      for (int mb = 0; mb < WGM; ++mb) {
+        const int row0 = tm * BM + (PP ? mb : c) * 64 + (tid / 32) * 16;
+        int32_t* dm = d + mb * (BN / 2);
+        if (splits > 1) {
+          int slot = PP ? t * WGM + mb : t * NCONS + c;
+          if (!splitk_reduce<BN>(dm, ws, cnt, &s.last[c], slot, splits, row0, n0, M, N, 1 + c)) continue;
+        }
+#define I8C_SM90_EPI(MODE_, RES_) epilogue<BN, MODE_, RES_>(p, dm, row0, n0, M, N)
+        I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
 #undef I8C_SM90_EPI
+      }
     }
   }
 #endif
@@ -238,38 +310,47 @@ static const char* make_map(CUtensorMap* map, const void* ptr, int rows, int K, 
   return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled failed";
 }
 
-template <int BM, int BN, int STAGES>
+template <int BM, int BN, int STAGES, bool PP>
 static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
-                          int num_sms, int max_ctas, cudaStream_t stream) {
+                          int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream) {
   CUtensorMap ma, mb;
   if (const char* e = make_map(&ma, A, M, K, BM)) return e;
   if (const char* e = make_map(&mb, B, N, K, BN)) return e;
   size_t smem = sizeof(Smem<BM, BN, STAGES>) + 1024;
-  auto kern = gemm_kernel<BM, BN, STAGES>;
+  auto kern = gemm_kernel<BM, BN, STAGES, PP>;
   static bool attr_set = false;  // per instantiation
   if (!attr_set) {
     if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
       return "cudaFuncSetAttribute failed";
     attr_set = true;
   }
-  int tiles = ((M + BM - 1) / BM) * ((N + BN - 1) / BN);
-  int grid = tiles < num_sms ? tiles : num_sms;
+  if (splits < 1) splits = 1;
+  if (splits > 1 && (!ws || !cnt)) return "split-K needs a workspace";
+  int units = ((M + BM - 1) / BM) * ((N + BN - 1) / BN) * splits;
+  int grid = units < num_sms ? units : num_sms;
   if (max_ctas > 0 && grid > max_ctas) grid = max_ctas;
-  kern<<<grid, (BM / 64 + 1) * 128, smem, stream>>>(ma, mb, M, N, K, p);
+  int threads = (PP ? 2 : BM / 64) * 128 + 128;
+  kern<<<grid, threads, smem, stream>>>(ma, mb, M, N, K, p, splits, ws, cnt);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 
 }  // namespace sm90
 
-// cfg: 0 = 128x256 (4 stages), 1 = 128x128 (6 stages), 2 = 64x128 (8 stages), 3 = 128x192 (4 stages)
+// cfg: 0 = 128x256 (4 stages), 1 = 128x128 (6 stages), 2 = 64x128 (8 stages), 3 = 128x192 (4 stages),
+//      4 = ping-pong 128x128 per consumer (6 stages), 5 = ping-pong 64x256 (5 stages),
+//      6 = ping-pong 64x128 (8 stages), 7 = 64x64 (8 stages, small M)
 const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
-                      int num_sms, int max_ctas, cudaStream_t stream) {
+                      int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream) {
   switch (cfg) {
-    case 0: return sm90::launch<128, 256, 4>(A, B, M, N, K, p, num_sms, max_ctas, stream);
-    case 1: return sm90::launch<128, 128, 6>(A, B, M, N, K, p, num_sms, max_ctas, stream);
-    case 2: return sm90::launch<64, 128, 8>(A, B, M, N, K, p, num_sms, max_ctas, stream);
-    case 3: return sm90::launch<128, 192, 4>(A, B, M, N, K, p, num_sms, max_ctas, stream);
+    case 0: return sm90::launch<128, 256, 4, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 1: return sm90::launch<128, 128, 6, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 2: return sm90::launch<64, 128, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 3: return sm90::launch<128, 192, 4, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 4: return sm90::launch<128, 128, 6, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 5: return sm90::launch<64, 256, 5, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 6: return sm90::launch<64, 128, 8, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 7: return sm90::launch<64, 64, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
     default: return "unknown sm90 tile config";
   }
 }

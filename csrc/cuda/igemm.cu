@@ -129,14 +129,32 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       if (VEC) {
         long long off = (a_ok[i] && k < s.K) ? a_offset<CONV>(s, a_base[i], a_ih0[i], a_iw0[i], k) : -1;
         cp_async16(dst, off >= 0 ? x + off : x, off >= 0 ? 16 : 0);
-      } else {
+      } else {  // byte gathers (Cg % 16 != 0): (kh, kw, c) stepped incrementally, one division per chunk
         uint32_t wv[4] = {0, 0, 0, 0};
+        if (a_ok[i] && k < s.K) {
+          if (CONV) {
+            int t = k / s.Cg;
+            int c = k - t * s.Cg;
+            int kh = t / s.KW;
+            int kw = t - kh * s.KW;
 #pragma unroll
-        for (int e = 0; e < 16; ++e) {
-          int kk = k + e;
-          long long off = (a_ok[i] && kk < s.K) ? a_offset<CONV>(s, a_base[i], a_ih0[i], a_iw0[i], kk) : -1;
-          uint32_t v = off >= 0 ? (uint32_t)(uint8_t)x[off] : 0u;
-          wv[e >> 2] |= v << ((e & 3) * 8);
+            for (int e = 0; e < 16; ++e) {
+              if (k + e < s.K) {
+                int ih = a_ih0[i] + kh * s.dh, iw = a_iw0[i] + kw * s.dw;
+                if ((unsigned)ih < (unsigned)s.H && (unsigned)iw < (unsigned)s.W)
+                  wv[e >> 2] |= (uint32_t)(uint8_t)__ldg(x + a_base[i] + ((long long)ih * s.W + iw) * s.C + c)
+                                << ((e & 3) * 8);
+              }
+              if (++c == s.Cg) {
+                c = 0;
+                if (++kw == s.KW) { kw = 0; ++kh; }
+              }
+            }
+          } else {
+#pragma unroll
+            for (int e = 0; e < 16; ++e)
+              if (k + e < s.K) wv[e >> 2] |= (uint32_t)(uint8_t)__ldg(x + a_base[i] + k + e) << ((e & 3) * 8);
+          }
         }
         *reinterpret_cast<uint4*>(dst) = make_uint4(wv[0], wv[1], wv[2], wv[3]);
       }

@@ -8,8 +8,10 @@
 namespace i8c {
 
 // Hopper wgmma GEMM (linear). cfg selects the tile shape (see gemm_sm90.cu). K % 16 == 0.
+// splits > 1: split-K over CTAs, partial sums reduced in the zero-initialised int32 workspace ws [M, N]
+// with per-slice counters cnt (>= tiles * 2 ints); both are left zeroed.
 const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
-                      int num_sms, int max_ctas, cudaStream_t stream);
+                      int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream);
 
 // mma.sync (sm80+) / dp4a (sm61+) implicit GEMM for conv2d and linear.
 // algo: 0 = mma.sync 128x128 tile, 1 = mma.sync 64x64 tile (small M), 2 = dp4a 128x128.

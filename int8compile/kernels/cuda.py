@@ -208,25 +208,54 @@ def _num_sms(dev: int) -> int:
     return torch.cuda.get_device_properties(dev).multi_processor_count
 
 
-def sm90_config(M: int, N: int, K: int, sms: int = 132) -> int:
-    """Tile choice for the wgmma GEMM: the largest tile that still gives about one wave of CTAs."""
+SM90_TILES = {0: (128, 256), 1: (128, 128), 2: (64, 128), 3: (128, 192), 4: (128, 128), 5: (64, 256),
+              6: (64, 128), 7: (64, 64)}
+
+
+def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
+    """(tile config, split-K factor) for the wgmma GEMM (configs in gemm_sm90.cu)."""
     env = os.environ.get("INT8COMPILE_SM90_CFG")
-    if env is not None:
-        return int(env)
-    def tiles(bm, bn):
+    def tiles(cfg):
+        bm, bn = SM90_TILES[cfg]
         return -(-M // bm) * -(-N // bn)
-    if M <= 64:
-        return 2
-    if tiles(128, 256) >= sms:
-        return 0
-    if tiles(128, 128) >= sms // 2:
-        return 1
-    return 2
+    if env is not None:
+        cfg = int(env)
+    elif M <= 64:
+        cfg = 7
+    elif tiles(4) >= sms:
+        cfg = 4
+    else:
+        cfg = 6
+    ktiles = -(-K // 128)
+    splits = 1
+    t = tiles(cfg)
+    if t < sms // 2 and ktiles >= 4:
+        splits = max(1, min(8, sms // t, ktiles // 2))
+    env = os.environ.get("INT8COMPILE_SM90_SPLITS")
+    if env is not None:
+        splits = int(env)
+    return cfg, splits
+
+
+_WS: dict = {}
+
+
+def _workspace(device, M: int, N: int) -> tuple[Tensor, Tensor]:
+    """Zeroed int32 split-K workspace [>= M*N] and counters; the kernel leaves both zeroed again."""
+    key = (device.type, device.index)
+    ws, cnt = _WS.get(key, (None, None))
+    if ws is None or ws.numel() < M * N:
+        ws = torch.zeros(max(M * N, 1 << 16), dtype=torch.int32, device=device)
+    need = 2 * (-(-M // 64)) * (-(-N // 64)) + 2
+    if cnt is None or cnt.numel() < need:
+        cnt = torch.zeros(max(need, 4096), dtype=torch.int32, device=device)
+    _WS[key] = (ws, cnt)
+    return ws, cnt
 
 
 def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, res_mult, res_scale: float,
                 lo: float, hi: float, out_dtype: torch.dtype, algo: str = "auto", cfg: Optional[int] = None,
-                max_ctas: int = 0, out: Optional[Tensor] = None) -> Tensor:
+                max_ctas: int = 0, out: Optional[Tensor] = None, splits: Optional[int] = None) -> Tensor:
     """Run the linear kernel. algo: auto | sm90 | mma | mma64 | dp4a."""
     m = ext()
     dev = x.device
@@ -260,11 +289,19 @@ def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
         if not (K % 16 == 0 and x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0):
             algo = "mma"
         else:
-            c = sm90_config(M, N, K, _num_sms(dev.index or 0)) if cfg is None else cfg
-            m.linear(x2, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, 0, c, max_ctas)
+            c, sp = sm90_config(M, N, K, _num_sms(dev.index or 0))
+            if cfg is not None:
+                c = cfg
+            if splits is not None:
+                sp = splits
+            ws = cnt = None
+            if sp > 1:
+                ws, cnt = _workspace(dev, M, N)
+            m.linear(x2, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, 0, c, max_ctas,
+                     sp, ws, cnt)
             return out.reshape(*x.shape[:-1], N)
     code = {"mma": 1, "mma64": 2, "dp4a": 3}[algo]
-    m.linear(x2, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, code, 0, 0)
+    m.linear(x2, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, code, 0, 0, 1, None, None)
     return out.reshape(*x.shape[:-1], N)
 
 
@@ -290,16 +327,32 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     if out.numel() == 0:
         return out
     depthwise = groups == C == O and Cg == 1 and xc.data_ptr() % 4 == 0
+    pointwise = KH == KW == 1 and groups == 1 and not any(padding) and C % 16 == 0
     if algo == "auto":
         algo = _algo()
         if algo in ("sm90", "auto"):
             cc = torch.cuda.get_device_capability(dev)
             if depthwise:
                 algo = "depthwise"
+            elif pointwise and cc == (9, 0):
+                algo = "sm90"
             elif cc >= (8, 0):
-                algo = "mma64" if Nb * oh * ow <= 64 * 132 else "mma"
+                algo = "mma64" if (Nb * oh * ow <= 64 * 132 or O // groups <= 64) else "mma"
             else:
                 algo = "dp4a"
+    if algo == "sm90" and not (pointwise and torch.cuda.get_device_capability(dev) == (9, 0)):
+        algo = "mma"
+    if algo == "sm90":
+        # a 1x1 convolution is a GEMM over the NHWC rows; stride > 1 first subsamples the input rows
+        # (one strided copy of a quarter of the input, no im2col)
+        xs = xc if stride == [1, 1] else xc[:, :, ::stride[0], ::stride[1]].contiguous(
+            memory_format=torch.channels_last)
+        x2 = xs.permute(0, 2, 3, 1).reshape(-1, C)
+        out2 = out.permute(0, 2, 3, 1).reshape(-1, O)
+        res2 = res.permute(0, 2, 3, 1).reshape(-1, O) if res is not None else None
+        linear_impl(x2, w.view(O, C), bias, scale, mult, shift, res2, res_mult, res_scale, lo, hi, out_dtype,
+                    algo="sm90", out=out2)
+        return out
     if algo == "depthwise" and not depthwise:
         algo = "mma"
     code = {"mma": 0, "mma64": 1, "dp4a": 2, "depthwise": 3}[algo]
