@@ -207,3 +207,20 @@ def test_requant_modes_end_to_end(requant):
     cm, y, ref, rep = run(ConvChain(), lambda: torch.randn(2, 3, 10, 10), requant=requant)
     assert {r.requant for r in rep.rows} >= {requant}
     assert rel_error(y, ref) < (0.03 if requant != "pot" else 0.4)
+
+
+def test_max_pool_and_flatten_run_on_int8():
+    """conv -> maxpool -> conv -> flatten -> linear stays int8 throughout: one quantize, no dequantize."""
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3), nn.Linear(8 * 4 * 4, 5)
+
+        def forward(self, x):
+            x = F.max_pool2d(torch.relu(self.c1(x)), 3, 2, 1)
+            return self.fc(torch.relu(self.c2(x)).flatten(1))
+
+    cm, y, ref, rep = run(M(), lambda: torch.randn(2, 3, 12, 12))
+    assert rep.code.count("int8compile.quantize") == 1
+    assert rep.code.count("int8compile.dequantize") == 0
+    assert rel_error(y, ref) < 0.03

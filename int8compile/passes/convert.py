@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import operator
+
 import torch
 from torch import fx
 
 from .. import numerics, ops
 from ..layers import LayerSpec
 from .context import PassContext
-from .observe import VALUE_PRESERVING, ObserveHook, root
+from .observe import MAX_POOLS, VALUE_PRESERVING, ObserveHook, passthrough_input, root
 
 aten = torch.ops.aten
 
@@ -35,6 +37,7 @@ def convert(gm: fx.GraphModule, ctx: PassContext) -> fx.GraphModule:
     int8: dict[fx.Node, Int8Value] = {}
     for node, spec in layers:
         _convert_layer(gm, ctx, node, spec, int8, *keys[node])
+    _views_to_reshapes(gm)
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
     gm.graph.lint()
@@ -46,6 +49,14 @@ def _remove_observers(gm: fx.GraphModule) -> None:
     for node in list(gm.graph.nodes):
         if node.op == "call_module" and isinstance(gm.get_submodule(node.target), ObserveHook):
             gm.graph.erase_node(node)
+
+
+def _views_to_reshapes(gm: fx.GraphModule) -> None:
+    """int8 convs return channels-last tensors where the float graph had contiguous ones, so a
+    later .view may no longer be legal; reshape is the same op where it is, and copies where not."""
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target is aten.view.default:
+            node.target = aten.reshape.default
 
 
 def _scales_of(layer: fx.Node, spec: LayerSpec, ctx: PassContext):
@@ -96,22 +107,11 @@ def _convert_layer(gm, ctx: PassContext, layer: fx.Node, spec: LayerSpec, int8,
         replacement = out
         if out_int8:
             replacement = gm.graph.call_function(ops.DEQUANTIZE, (out, s_y, float_dtype))
-        replacement = _float_layout_like(gm, replacement, layer)
         if out_int8:
             int8[replacement] = Int8Value(out, s_y)
     layer.replace_all_uses_with(replacement)
     gm.graph.erase_node(layer)
     spec.scales = {"in": s_x, "out": s_y, "residual": s_r}
-
-
-def _float_layout_like(gm, node: fx.Node, layer: fx.Node) -> fx.Node:
-    """int8 conv outputs are channels-last; float code after the layer may assume the original
-    contiguous NCHW strides (e.g. a .view), so restore them (inductor fuses the copy)."""
-    val = layer.meta.get("val")
-    if isinstance(val, torch.Tensor) and val.dim() == 4 and val.is_contiguous():
-        return gm.graph.call_function(aten.clone.default, (node,),
-                                      {"memory_format": torch.contiguous_format})
-    return node
 
 
 def _feeds_quantized_layer(node: fx.Node, ctx: PassContext) -> bool:
@@ -120,8 +120,11 @@ def _feeds_quantized_layer(node: fx.Node, ctx: PassContext) -> bool:
             spec = ctx.layers.get(user.target)
             if spec is not None and spec.quantize:
                 return True
-        if user.op == "call_function" and user.target in VALUE_PRESERVING and \
-                _feeds_quantized_layer(user, ctx):
+        if user.target in MAX_POOLS:                   # look through to the pooled values
+            user = next((u for u in user.users if passthrough_input(u) is node), None)
+            if user is None:
+                continue
+        if passthrough_input(user) is node and _feeds_quantized_layer(user, ctx):
             return True
     return False
 
@@ -129,7 +132,7 @@ def _feeds_quantized_layer(node: fx.Node, ctx: PassContext) -> bool:
 def _int8_input(gm, ctx: PassContext, x: fx.Node, scale: float, int8: dict, four_d: bool,
                 views: bool) -> fx.Node:
     """The int8 form of float node `x` at `scale`: reuse a layer's int8 output, else quantize."""
-    value = _reuse(gm, x, int8) if views else int8.get(x)
+    value = _reuse(gm, x, int8, views)
     if value is None or value.scale != scale:
         q = gm.graph.call_function(ops.QUANTIZE, (x if not four_d else _unsqueeze(gm, x),
                                                   numerics.inverse_scale(scale)))
@@ -139,20 +142,28 @@ def _int8_input(gm, ctx: PassContext, x: fx.Node, scale: float, int8: dict, four
     return _unsqueeze(gm, value.node) if four_d else value.node
 
 
-def _reuse(gm, x: fx.Node, int8: dict) -> Optional[Int8Value]:
-    """int8 form of x if x is a dequantized layer output, possibly behind view-like ops."""
+def _reuse(gm, x: fx.Node, int8: dict, views: bool) -> Optional[Int8Value]:
+    """int8 form of x if x is a dequantized layer output, possibly behind pass-through ops
+    (re-applied to the int8 tensor: reshape for views, max pooling computed exactly via float)."""
     if x in int8:
         return int8[x]
-    if x.op == "call_function" and x.target in VALUE_PRESERVING:
-        inner = _reuse(gm, x.args[0], int8)
-        if inner is not None and x.target is not aten.clone.default:
-            shape = list(x.meta["val"].shape) if "val" in x.meta else None
-            if shape is None or any(not isinstance(d, int) for d in shape):
-                return None
-            node = gm.graph.call_function(aten.reshape.default, (inner.node, shape))
-            int8[x] = Int8Value(node, inner.scale)
-            return int8[x]
-    return None
+    src = passthrough_input(x)
+    inner = _reuse(gm, src, int8, views) if src is not None else None
+    if inner is None:
+        return None
+    if x.target in VALUE_PRESERVING:
+        shape = list(x.meta["val"].shape) if "val" in x.meta else None
+        if not views or shape is None or any(not isinstance(d, int) for d in shape):
+            return None
+        node = gm.graph.call_function(aten.reshape.default, (inner.node, shape))
+    else:                                                          # getitem(max_pool(...), 0)
+        pool = x.args[0]
+        as_float = gm.graph.call_function(aten._to_copy.default, (inner.node,), {"dtype": torch.float32})
+        pooled = gm.graph.call_function(pool.target, (as_float, *pool.args[1:]), pool.kwargs)
+        values = gm.graph.call_function(operator.getitem, (pooled, 0))
+        node = gm.graph.call_function(aten._to_copy.default, (values,), {"dtype": torch.int8})
+    int8[x] = Int8Value(node, inner.scale)
+    return int8[x]
 
 
 def _unsqueeze(gm, node: fx.Node) -> fx.Node:

@@ -2,10 +2,13 @@
 
 A tensor's key is stable across recompiles and graph breaks, so all subgraphs of one model calibrate
 into one table of ranges: a layer's output is "<layer>:out"; any other tensor is named after the
-first quantized layer that reads it, "<layer>:in". View-like ops do not change values, so a view of a
-layer's output shares that output's key (and, after convert, its int8 tensor).
+first quantized layer that reads it, "<layer>:in". Ops that pass values through unchanged (views) or
+only select among them (max pooling) commute with quantization, so their output shares the key of
+their input, and after convert they run on the int8 tensor itself.
 """
 from __future__ import annotations
+
+import operator
 
 import torch
 from torch import fx, nn
@@ -17,6 +20,19 @@ aten = torch.ops.aten
 VALUE_PRESERVING = {aten.view.default, aten._unsafe_view.default, aten.reshape.default,
                     aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.clone.default,
                     aten.alias.default, aten.flatten.using_ints}
+MAX_POOLS = {aten.max_pool2d_with_indices.default, aten.max_pool1d_with_indices.default}
+
+
+def passthrough_input(node: fx.Node):
+    """The input whose values `node` passes through or selects from (same scale), else None."""
+    if node.op != "call_function":
+        return None
+    if node.target in VALUE_PRESERVING:
+        return node.args[0]
+    if node.target is operator.getitem and node.args[1] == 0 and \
+            getattr(node.args[0], "target", None) in MAX_POOLS:
+        return node.args[0].args[0]
+    return None
 
 
 class ObserveHook(nn.Module):
@@ -35,9 +51,9 @@ class ObserveHook(nn.Module):
 
 
 def root(node: fx.Node) -> fx.Node:
-    """Walk back through value-preserving ops to the node that produced the values."""
-    while node.op == "call_function" and node.target in VALUE_PRESERVING:
-        node = node.args[0]
+    """Walk back through pass-through ops to the node that produced the values."""
+    while passthrough_input(node) is not None:
+        node = passthrough_input(node)
     return node
 
 
