@@ -154,8 +154,8 @@ def session_of(model) -> Optional[Session]:
     return _SESSIONS.get(owner(model))
 
 
-def adopt(subgraph) -> bool:
-    """Give a subgraph compiled after calibration the scales of the finished session that owns it."""
+def adopt(subgraph) -> Optional[Session]:
+    """The finished session whose scales a subgraph compiled after calibration takes, if any."""
     for session in list(_SESSIONS.values()):
         if session.state != "quantized" or not session.owns(subgraph):
             continue
@@ -163,10 +163,10 @@ def adopt(subgraph) -> bool:
         if missing:
             subgraph.uncalibrated_reason = (f"it has tensors the calibration never saw: {missing[:3]}"
                                             f"{'...' if len(missing) > 3 else ''}; recalibrate")
-            return False
+            return None
         session.subgraphs.append(subgraph)
-        return True
-    return False
+        return session
+    return None
 
 
 # ---- saving and loading (JSON, never pickle) ----

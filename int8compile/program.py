@@ -48,8 +48,11 @@ class Int8Subgraph:
             session.attach(self)
             self.last_args = args
             return self.observed(*args)
-        if self.compiled is None and (not self.needs_calibration or calibration.adopt(self)):
-            self.finalize(self._adopted_scales(), args)
+        if self.compiled is None:
+            if not self.needs_calibration:
+                self.finalize({}, args)                   # nothing to quantize: just compile
+            elif (session := calibration.adopt(self)) is not None:
+                self.finalize(session.scales, args)
         if self.compiled is not None:
             return self.compiled(*args)
         return self._run_float(args)
@@ -62,12 +65,6 @@ class Int8Subgraph:
 
     def reset(self) -> None:
         self.quantized = self.compiled = None
-
-    def _adopted_scales(self) -> dict[str, float]:
-        for session in calibration._SESSIONS.values():
-            if self in session.subgraphs:
-                return session.scales
-        return {}
 
     def _run_float(self, args):
         if self.ctx.options.before_calibration == "error":
