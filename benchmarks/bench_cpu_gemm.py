@@ -9,6 +9,7 @@ Writes benchmarks/results/cpu_gemm_<date>.md (CPU model, date, command, table).
 from __future__ import annotations
 
 import argparse
+import os
 import datetime as dt
 import platform
 import statistics
@@ -90,6 +91,7 @@ def main():
     if args.isa:
         cpu.set_isa(args.isa)
     isa = cpu.active_isa()
+    load0 = os.getloadavg()[0]
     rows = []
     header = (f"| M x N x K | ours ({isa}, {args.mode} requant, int8 out) GOPS | torch._int_mm GOPS | fp32 mm GFLOPS "
               f"| ours / _int_mm | ours / fp32 |")
@@ -119,6 +121,8 @@ def main():
             "",
             f"- CPU: {cpu_model()} ({torch.get_num_threads()} threads), torch {torch.__version__}, commit {commit}",
             f"- command: `python {' '.join(sys.argv)}`",
+            f"- load average before/after (1 min; other processes share these {os.cpu_count()} cores): "
+            f"{load0:.2f} / {os.getloadavg()[0]:.2f}",
             f"- median of {args.reps} interleaved samples per contender; GOPS = 2*M*N*K / time",
             "- ours: int8 x int8 -> int32 with bias, per-channel requant, clamp and int8 output fused;",
             "  torch._int_mm: int32 output, no epilogue; fp32: torch.mm on float32 copies",

@@ -227,6 +227,7 @@ def main():
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     print(cpu.prebuild(), flush=True)
+    load0 = os.getloadavg()[0]
     order = ["fp32 eager", "fp32 inductor", "PT2E int8 (torchao)", "int8compile"]
     header = ("| model | " + " | ".join(f"{c} ms" for c in order) +
               " | int8compile vs eager | vs inductor | vs PT2E | max rel. err (int8compile) |")
@@ -259,6 +260,9 @@ def main():
             f"# cpu whole-model benchmark, {date:%Y-%m-%d %H:%M} UTC", "",
             f"- CPU: {cpu_model()} ({torch.get_num_threads()} threads), torch {torch.__version__}, commit {commit}",
             f"- command: `python {' '.join(sys.argv)}`",
+            f"- load average before/after (1 min; other processes share these {os.cpu_count()} cores): "
+            f"{load0:.2f} / {os.getloadavg()[0]:.2f}",
+            *[f"- note: {v}" for v in PT2E_NOTES.values()],
             f"- median of {args.reps} interleaved runs; ratios are speedups of int8compile (time of the other / ours)",
             "- batch: MLP 256, ResNet-18 8x3x224x224 (random weights), EfficientNet-Lite0 8x3x224x224 (real weights),"
             " MiniLM-L6 8x128 tokens", "",

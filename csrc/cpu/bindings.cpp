@@ -78,9 +78,12 @@ struct EpiHold {                           // keeps contiguous copies alive for 
   Tensor scale, mult, shift, res_mult, res;
 };
 
-Epi make_epi(EpiHold& h, const Tensor& scale, const optional<Tensor>& mult, const optional<Tensor>& shift,
-             const optional<Tensor>& res_mult, double res_scale, double lo, double hi, int64_t out_kind) {
+Epi make_epi(EpiHold& h, int64_t n_channels, bool has_residual, const Tensor& scale,
+             const optional<Tensor>& mult, const optional<Tensor>& shift, const optional<Tensor>& res_mult,
+             double res_scale, double lo, double hi, int64_t out_kind) {
+  TORCH_CHECK(!has_residual || out_kind == 0, "a residual add needs int8 output");
   Epi e;
+  TORCH_CHECK(scale.numel() >= n_channels, "epilogue: scale has ", scale.numel(), " entries, need ", n_channels);
   h.scale = scale.to(at::kFloat).contiguous();
   e.scale = h.scale.data_ptr<float>();
   if (out_kind == 0) {
@@ -91,7 +94,10 @@ Epi make_epi(EpiHold& h, const Tensor& scale, const optional<Tensor>& mult, cons
       h.shift = shift->to(at::kInt).contiguous();
       e.mult = h.mult.data_ptr<int32_t>();
       e.shift = h.shift.data_ptr<int32_t>();
-      if (res_mult.has_value()) {
+      TORCH_CHECK(h.mult.numel() >= n_channels && h.shift.numel() >= n_channels, "epilogue: mult/shift too short");
+      TORCH_CHECK(!has_residual || res_mult.has_value(), "fixed-point requant with a residual needs res_mult");
+      if (has_residual) {
+        TORCH_CHECK(res_mult->numel() >= n_channels, "epilogue: res_mult too short");
         h.res_mult = res_mult->to(at::kInt).contiguous();
         e.res_mult = h.res_mult.data_ptr<int32_t>();
       }
@@ -128,6 +134,9 @@ Tensor bias_eff(const optional<Tensor>& bias, const Tensor& colsum, int64_t off,
   Tensor out = at::zeros({round_up(n, PANEL)}, colsum.options().dtype(at::kInt));
   int32_t* o = out.data_ptr<int32_t>();
   Tensor b;
+  TORCH_CHECK(!bias.has_value() || bias->numel() >= off + n, "bias has ", bias.has_value() ? bias->numel() : 0,
+              " entries, need ", off + n);
+  TORCH_CHECK(colsum.numel() >= off + n, "packed weight column sums do not match the weight");
   if (bias.has_value()) b = bias->to(at::kInt).contiguous();
   const int32_t* bp = bias.has_value() ? b.data_ptr<int32_t>() + off : nullptr;
   const int32_t* cs = colsum.data_ptr<int32_t>() + off;
@@ -178,7 +187,7 @@ Tensor linear(const Tensor& x, const Tensor& packed, const Tensor& colsum, int64
   p.bpack = packed.data_ptr<uint8_t>();
   Tensor be = bias_eff(bias, colsum, 0, N, k->compensation);
   p.bias = be.data_ptr<int32_t>();
-  p.epi = make_epi(h, scale, mult, shift, res_mult, res_scale, lo, hi, out_kind);
+  p.epi = make_epi(h, N, residual.has_value(), scale, mult, shift, res_mult, res_scale, lo, hi, out_kind);
   p.epi.out = out.data_ptr(); p.epi.ldo = N;
   if (residual.has_value()) {
     h.res = residual->reshape({-1, N}).contiguous();
@@ -265,7 +274,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& 
   Tensor out = at::empty({N, O, OH, OW}, x.options().dtype(out_dtype(out_kind)).memory_format(at::MemoryFormat::ChannelsLast));
   if (N == 0 || O == 0 || OH <= 0 || OW <= 0) return out;
   EpiHold h;
-  Epi epi = make_epi(h, scale, mult, shift, res_mult, res_scale, lo, hi, out_kind);
+  Epi epi = make_epi(h, O, residual.has_value(), scale, mult, shift, res_mult, res_scale, lo, hi, out_kind);
   epi.out = out.data_ptr();
   epi.ldo = O;
   if (residual.has_value()) {

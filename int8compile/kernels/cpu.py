@@ -11,7 +11,6 @@ Instruction path: the best the CPU supports, or the one named by $INT8COMPILE_CP
 """
 from __future__ import annotations
 
-import math
 import os
 import threading
 import weakref
@@ -28,7 +27,10 @@ TARGET = "cpu"
 PRIORITY = 10                    # above the reference (0)
 EXTENSION = "int8compile_cpu"
 SOURCES = ("cpu/bindings.cpp", "cpu/gemm_scalar.cpp", "cpu/gemm_avx2.cpp", "cpu/gemm_avx512vnni.cpp")
-CFLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-Wno-unused-function")
+# -fopenmp: at::parallel_for is a header template that only runs in parallel when the extension
+# itself is compiled with OpenMP (torch's OpenMP runtime, already loaded, is the one used)
+CFLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-Wno-unused-function", "-fopenmp")
+LDFLAGS = ("-fopenmp",)
 ISAS = ("avx512vnni", "avx2", "scalar")
 MAX_K = 132104                   # docs/numerics.md section 3: int32 accumulation is exact for K below
 
@@ -52,7 +54,7 @@ def _load():
     with _lock:
         if _ext is None and _build_error is None:
             try:
-                _ext = load_extension(EXTENSION, SOURCES, cflags=CFLAGS)
+                _ext = load_extension(EXTENSION, SOURCES, cflags=CFLAGS, ldflags=LDFLAGS)
             except BuildError as e:
                 _build_error = str(e)
                 warn_once(TARGET, _build_error)
@@ -124,8 +126,9 @@ def packed_weight(weight2d: Tensor, groups: int, isa: str) -> tuple[Tensor, Tens
     ver = _version(weight2d)
     if entry is not None:
         ref, e_ver, e_groups, e_isa, e_shape, packed, colsum = entry
+        # (inference tensors have no version counter: they cannot change outside inference mode)
         if (ref() is weight2d and e_ver == ver and e_groups == groups and e_isa == isa
-                and e_shape == tuple(weight2d.shape) and ver is not None):
+                and e_shape == tuple(weight2d.shape)):
             return packed, colsum
     w2d = weight2d.reshape(weight2d.shape[0], -1)
     packed, colsum = _load().pack_weight(w2d, groups, isa)
