@@ -224,3 +224,18 @@ def test_max_pool_and_flatten_run_on_int8():
     assert rep.code.count("int8compile.quantize") == 1
     assert rep.code.count("int8compile.dequantize") == 0
     assert rel_error(y, ref) < 0.03
+
+
+def test_projections_of_one_tensor_share_one_quantize():
+    """q/k/v-style projections read three views of one activation: it is quantized once."""
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+
+        def forward(self, x):
+            return self.q(x) + self.k(x) * self.v(x)
+
+    cm, y, ref, rep = run(M(), lambda: torch.randn(2, 5, 16))
+    assert rep.code.count("int8compile.quantize") == 1
+    assert rel_error(y, ref) < 0.05

@@ -133,12 +133,18 @@ def _int8_input(gm, ctx: PassContext, x: fx.Node, scale: float, int8: dict, four
                 views: bool) -> fx.Node:
     """The int8 form of float node `x` at `scale`: reuse a layer's int8 output, else quantize."""
     value = _reuse(gm, x, int8, views)
-    if value is None or value.scale != scale:
-        q = gm.graph.call_function(ops.QUANTIZE, (x if not four_d else _unsqueeze(gm, x),
+    if value is None:
+        # quantize where the values come from, once: q, k and v projections read three views
+        # of one tensor and share one quantize
+        src = x
+        while views and src.op == "call_function" and src.target in VALUE_PRESERVING:
+            src = src.args[0]
+        q = gm.graph.call_function(ops.QUANTIZE, (src if not four_d else _unsqueeze(gm, src),
                                                   numerics.inverse_scale(scale)))
         if four_d:
             q = gm.graph.call_function(aten.squeeze.dim, (q, 2))
-        value = int8[x] = Int8Value(q, scale)
+        int8[src] = Int8Value(q, scale)
+        value = _reuse(gm, x, int8, views)
     return _unsqueeze(gm, value.node) if four_d else value.node
 
 
@@ -152,10 +158,12 @@ def _reuse(gm, x: fx.Node, int8: dict, views: bool) -> Optional[Int8Value]:
     if inner is None:
         return None
     if x.target in VALUE_PRESERVING:
-        shape = list(x.meta["val"].shape) if "val" in x.meta else None
-        if not views or shape is None or any(not isinstance(d, int) for d in shape):
+        if not views:
             return None
-        node = gm.graph.call_function(aten.reshape.default, (inner.node, shape))
+        # the same op on the int8 tensor (a view of a channels-last tensor may need a copy)
+        target = aten.reshape.default if x.target in (aten.view.default, aten._unsafe_view.default) \
+            else x.target
+        node = gm.graph.call_function(target, (inner.node, *x.args[1:]), dict(x.kwargs))
     else:                                                          # getitem(max_pool(...), 0)
         pool = x.args[0]
         as_float = gm.graph.call_function(aten._to_copy.default, (inner.node,), {"dtype": torch.float32})
