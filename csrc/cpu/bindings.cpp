@@ -285,13 +285,13 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& 
   }
   const size_t osz = out.element_size();
 
-  if (groups == C && Cg == 1 && O == C) {           // depthwise, channel multiplier 1
+  if (groups == C && Cg == 1 && O == C && KH * KW <= 128) {   // depthwise, channel multiplier 1
     DwProblem p;
     p.x = x.data_ptr<int8_t>();
     p.N = N; p.H = H; p.W = W; p.C = C; p.OH = OH; p.OW = OW;
     p.KH = (int)KH; p.KW = (int)KW; p.sh = (int)stride[0]; p.sw = (int)stride[1];
     p.pt = (int)padding[0]; p.pl = (int)padding[2]; p.dh = (int)dilation[0]; p.dw = (int)dilation[1];
-    const int64_t Cpad = round_up(C, 16);
+    const int64_t Cpad = round_up(C, 32);
     Tensor taps = at::zeros({KH * KW, Cpad}, x.options().dtype(at::kInt));
     taps.narrow(1, 0, C).copy_(weight.reshape({C, KH * KW}).t());
     Tensor b = at::zeros({Cpad}, x.options().dtype(at::kInt));

@@ -201,70 +201,114 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   }
 }
 
-// Depthwise: per output row, per block of 16 channels, walk the row keeping one int32 accumulator
-// vector per output pixel (4 pixels in flight); taps outside the input are skipped (zero padding).
+// Depthwise (channel multiplier 1).  Per output row: the KH input rows it needs are copied into
+// zero-padded row buffers (padding columns and rows outside the image are zeros), so every tap of
+// every pixel is a plain load.  Taps are processed in pairs with vpdpwssd (int16 pairs -> int32): for
+// 32 channels, the sign-extended int16 inputs of taps a and b are interleaved by vpunpck{l,h}wd, which
+// yields per-channel (x_a, x_b) pairs in a lane-permuted channel order; the weights were interleaved the
+// same way, and the two accumulators are put back into channel order once per pixel.
 void dw_rows(const DwProblem& p, int64_t r0, int64_t r1) {
-  static thread_local Scratch scratch;
-  const int64_t Cp = p.Cpad, C = p.C, OW = p.OW, W = p.W;
-  int32_t* buf = (int32_t*)scratch.get((size_t)(OW * Cp) * sizeof(int32_t));
-  const int KH = p.KH, KW = p.KW;
+  static thread_local Scratch s_buf, s_rows, s_w;
+  const int64_t C = p.C, OW = p.OW, W = p.W;
+  const int64_t C32 = (C + 31) / 32 * 32;                 // accumulator row stride
+  const int KH = p.KH, KW = p.KW, T = KH * KW, TP = (T + 1) / 2;
+  const int64_t Wp = (OW - 1) * p.sw + (int64_t)(KW - 1) * p.dw + 1;   // padded row width (pixels)
+  const int64_t rowbytes = Wp * C + 64;
+  int32_t* buf = (int32_t*)s_buf.get((size_t)(OW * C32) * sizeof(int32_t) + 64);
+  int8_t* rows = (int8_t*)s_rows.get((size_t)((KH + 1) * rowbytes));
+  int8_t* zrow = rows + KH * rowbytes;
+  std::memset(zrow, 0, (size_t)rowbytes);
+  // weights: per 32-channel block and tap pair, two zmm (lo, hi) of interleaved int16 pairs
+  const int64_t NB = C32 / 32;
+  __m512i* wz = (__m512i*)s_w.get((size_t)(NB * TP * 2) * sizeof(__m512i));
+  for (int64_t cb = 0; cb < NB; ++cb) {
+    for (int pi = 0; pi < TP; ++pi) {
+      alignas(64) int16_t wa[32], wb[32];
+      for (int j = 0; j < 32; ++j) {
+        const int64_t ch = cb * 32 + j;
+        const int ta = 2 * pi, tb = 2 * pi + 1;
+        wa[j] = ch < C ? (int16_t)p.w[(int64_t)ta * p.Cpad + ch] : 0;
+        wb[j] = (ch < C && tb < T) ? (int16_t)p.w[(int64_t)tb * p.Cpad + ch] : 0;
+      }
+      const __m512i va = _mm512_load_si512(wa), vb = _mm512_load_si512(wb);
+      wz[(cb * TP + pi) * 2] = _mm512_unpacklo_epi16(va, vb);
+      wz[(cb * TP + pi) * 2 + 1] = _mm512_unpackhi_epi16(va, vb);
+    }
+  }
+  // lo accumulator dword i of 128-bit lane L holds channel 8L+i, hi holds 8L+4+i
+  alignas(64) int32_t idx0[16], idx1[16];
+  for (int ch = 0; ch < 32; ++ch) {
+    const int L = ch / 8, r = ch % 8;
+    const int src = r < 4 ? L * 4 + r : 16 + L * 4 + (r - 4);
+    (ch < 16 ? idx0 : idx1)[ch % 16] = src;
+  }
+  const __m512i perm0 = _mm512_load_si512(idx0), perm1 = _mm512_load_si512(idx1);
+  const int64_t step = (int64_t)p.sw * C;                  // bytes between consecutive output pixels
+  const int8_t* tapbase[128];
   for (int64_t row = r0; row < r1; ++row) {
     const int64_t n = row / p.OH, oh = row % p.OH;
-    int nkh = 0;
-    int khs[64];
-    const int8_t* xrows[64];
-    for (int kh = 0; kh < KH && nkh < 64; ++kh) {
+    for (int kh = 0; kh < KH; ++kh) {
       const int64_t ih = oh * p.sh - p.pt + (int64_t)kh * p.dh;
-      if (ih < 0 || ih >= p.H) continue;
-      khs[nkh] = kh;
-      xrows[nkh++] = p.x + (n * p.H + ih) * W * C;
-    }
-    for (int64_t c = 0; c < C; c += 16) {
-      const __mmask16 km = tail_mask(C - c);
-      const __m512i bias = _mm512_loadu_si512(p.bias + c);
-      // interior pixels: every kw tap lies inside the row, 4 pixels (independent chains) at a time
-      const int64_t ow_lo = (p.pl + p.sw - 1) / p.sw;
-      const int64_t lim = W - 1 - (int64_t)(KW - 1) * p.dw + p.pl;
-      const int64_t ow_hi = lim < 0 ? 0 : (lim / p.sw + 1 < OW ? lim / p.sw + 1 : OW);
-      const int64_t step = (int64_t)p.sw * C;
-      for (int64_t ow = ow_lo; ow + 4 <= ow_hi; ow += 4) {
-        __m512i a0 = bias, a1 = bias, a2 = bias, a3 = bias;
-        for (int i = 0; i < nkh; ++i) {
-          const int8_t* xr = xrows[i] + c + (ow * p.sw - p.pl) * C;
-          const int32_t* wr = p.w + (int64_t)khs[i] * KW * Cp + c;
-          for (int kw = 0; kw < KW; ++kw) {
-            const __m512i wv = _mm512_loadu_si512(wr + kw * Cp);
-            const int8_t* xp = xr + (int64_t)kw * p.dw * C;
-            a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, xp)), wv));
-            a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, xp + step)), wv));
-            a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, xp + 2 * step)), wv));
-            a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, xp + 3 * step)), wv));
-          }
-        }
-        _mm512_storeu_si512(buf + ow * Cp + c, a0);
-        _mm512_storeu_si512(buf + (ow + 1) * Cp + c, a1);
-        _mm512_storeu_si512(buf + (ow + 2) * Cp + c, a2);
-        _mm512_storeu_si512(buf + (ow + 3) * Cp + c, a3);
+      const int8_t* base;
+      if (ih < 0 || ih >= p.H) {
+        base = zrow;
+      } else {
+        int8_t* dst = rows + kh * rowbytes;
+        const int8_t* src = p.x + ((n * p.H + ih) * W) * C;
+        const int64_t lo = p.pl < Wp ? p.pl : Wp;                        // pixels left of the image
+        const int64_t avail = Wp - lo < W ? Wp - lo : W;
+        const int64_t ncopy = avail > 0 ? avail : 0;
+        std::memset(dst, 0, (size_t)(lo * C));
+        std::memcpy(dst + lo * C, src, (size_t)(ncopy * C));
+        std::memset(dst + (lo + ncopy) * C, 0, (size_t)((Wp - lo - ncopy) * C));
+        base = dst;
       }
-      const int64_t fast_end = ow_lo + (ow_hi > ow_lo ? (ow_hi - ow_lo) / 4 * 4 : 0);
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        if (ow >= ow_lo && ow < fast_end) continue;
-        __m512i acc = bias;
-        const int64_t iw0 = ow * p.sw - p.pl;
-        for (int i = 0; i < nkh; ++i) {
-          const int8_t* xr = xrows[i] + c;
-          const int32_t* wr = p.w + (int64_t)khs[i] * KW * Cp + c;
-          for (int kw = 0; kw < KW; ++kw) {
-            const int64_t iw = iw0 + (int64_t)kw * p.dw;
-            if ((uint64_t)iw >= (uint64_t)W) continue;
-            const __m512i xv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, xr + iw * C));
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(xv, _mm512_loadu_si512(wr + kw * Cp)));
-          }
+      for (int kw = 0; kw < KW; ++kw) tapbase[kh * KW + kw] = base + (int64_t)kw * p.dw * C;
+    }
+    for (int t = T; t < 2 * TP; ++t) tapbase[t] = zrow;           // odd tap count: pair with zeros
+    for (int64_t cb = 0; cb < NB; ++cb) {
+      const int64_t c0 = cb * 32;
+      const __mmask32 km = (C - c0) >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (C - c0)) - 1);
+      const __m512i* wb = wz + cb * TP * 2;
+      int64_t ow = 0;
+      for (; ow + 2 <= OW; ow += 2) {
+        __m512i l0 = _mm512_setzero_si512(), h0 = l0, l1 = l0, h1 = l0;
+        const int64_t o0 = ow * step + c0, o1 = o0 + step;
+        for (int pi = 0; pi < TP; ++pi) {
+          const int8_t* pa = tapbase[2 * pi];
+          const int8_t* pb = tapbase[2 * pi + 1];
+          const __m512i wl = wb[2 * pi], wh = wb[2 * pi + 1];
+          const __m512i a0 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(km, pa + o0));
+          const __m512i b0 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(km, pb + o0));
+          const __m512i a1 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(km, pa + o1));
+          const __m512i b1 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(km, pb + o1));
+          l0 = _mm512_dpwssd_epi32(l0, _mm512_unpacklo_epi16(a0, b0), wl);
+          h0 = _mm512_dpwssd_epi32(h0, _mm512_unpackhi_epi16(a0, b0), wh);
+          l1 = _mm512_dpwssd_epi32(l1, _mm512_unpacklo_epi16(a1, b1), wl);
+          h1 = _mm512_dpwssd_epi32(h1, _mm512_unpackhi_epi16(a1, b1), wh);
         }
-        _mm512_storeu_si512(buf + ow * Cp + c, acc);
+        int32_t* d0 = buf + ow * C32 + c0;
+        int32_t* d1 = d0 + C32;
+        _mm512_storeu_si512(d0, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm0, h0), _mm512_loadu_si512(p.bias + c0)));
+        _mm512_storeu_si512(d0 + 16, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm1, h0), _mm512_loadu_si512(p.bias + c0 + 16)));
+        _mm512_storeu_si512(d1, _mm512_add_epi32(_mm512_permutex2var_epi32(l1, perm0, h1), _mm512_loadu_si512(p.bias + c0)));
+        _mm512_storeu_si512(d1 + 16, _mm512_add_epi32(_mm512_permutex2var_epi32(l1, perm1, h1), _mm512_loadu_si512(p.bias + c0 + 16)));
+      }
+      for (; ow < OW; ++ow) {
+        __m512i l0 = _mm512_setzero_si512(), h0 = l0;
+        const int64_t o0 = ow * step + c0;
+        for (int pi = 0; pi < TP; ++pi) {
+          const __m512i a0 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(km, tapbase[2 * pi] + o0));
+          const __m512i b0 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(km, tapbase[2 * pi + 1] + o0));
+          l0 = _mm512_dpwssd_epi32(l0, _mm512_unpacklo_epi16(a0, b0), wb[2 * pi]);
+          h0 = _mm512_dpwssd_epi32(h0, _mm512_unpackhi_epi16(a0, b0), wb[2 * pi + 1]);
+        }
+        int32_t* d0 = buf + ow * C32 + c0;
+        _mm512_storeu_si512(d0, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm0, h0), _mm512_loadu_si512(p.bias + c0)));
+        _mm512_storeu_si512(d0 + 16, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm1, h0), _mm512_loadu_si512(p.bias + c0 + 16)));
       }
     }
-    epi_rows_avx512(p.epi, buf, Cp, row * OW, OW, 0, C);
+    epi_rows_avx512(p.epi, buf, C32, row * OW, OW, 0, C);
   }
 }
 

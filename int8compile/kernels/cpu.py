@@ -302,7 +302,8 @@ def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mul
         return reference.conv2d(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale,
                                 lo, hi, out_dtype, stride, padding, dilation, groups)
     isa = active_isa()
-    depthwise = groups == x.shape[1] and weight.shape[3] == 1 and weight.shape[0] == groups
+    depthwise = (groups == x.shape[1] and weight.shape[3] == 1 and weight.shape[0] == groups
+                 and weight.shape[1] * weight.shape[2] <= 128)   # csrc/cpu/bindings.cpp: conv2d
     packed = colsum = None
     if not depthwise:
         packed, colsum = packed_weight(weight, groups, isa)
