@@ -62,7 +62,7 @@ if has sanitize && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
 fi
 
 if has bench && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
-  $PY benchmarks/bench_cuda.py --out "$OUT/cuda_bench.md" $BENCH_ARGS 2>&1 | tee "$OUT/bench.log" | grep -v '^|' | tail -5
+  timeout ${BENCH_TIMEOUT:-480} $PY benchmarks/bench_cuda.py --out "$OUT/cuda_bench.md" $BENCH_ARGS 2>&1 | tee "$OUT/bench.log" | grep -vE '^(\||row:|conv:)' | tail -5
   RESULT[bench]="see $OUT/cuda_bench.md"
 fi
 

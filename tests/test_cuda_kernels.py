@@ -98,17 +98,20 @@ def algos_linear():
     cc = torch.cuda.get_device_capability()
     a = ["mma", "mma64", "dp4a"] if cc >= (8, 0) else ["dp4a"]
     if cc == (9, 0):
-        a = [f"sm90:{c}" for c in range(8)] + ["sm90:7:3", "sm90:4:2", "sm90:2:5", "sm90"] + a
+        a = ([f"sm90:{c}" for c in range(8)] + ["sm90:7:3", "sm90:4:2", "sm90:2:5", "sm90"]
+             + ["sm90:4:1:3", "sm90:5:1:2", "sm90:6:2:3", "sm90:1:1:5"]  # several tiles per CTA
+             + a)
     return a
 
 
 def parse_algo(algo):
-    """'sm90:cfg:splits' -> (name, cfg, splits); missing parts are None (heuristic)."""
+    """'sm90:cfg:splits:max_ctas' -> (name, cfg, splits, max_ctas); missing parts: heuristic."""
     parts = algo.split(":")
     name = parts[0]
     cfg = int(parts[1]) if len(parts) > 1 else None
     splits = int(parts[2]) if len(parts) > 2 else None
-    return name, cfg, splits
+    max_ctas = int(parts[3]) if len(parts) > 3 else 0
+    return name, cfg, splits, max_ctas
 
 
 EPI_VARIANTS = [  # (mode, residual, out_dtype, act)
@@ -139,9 +142,10 @@ def test_linear_bitexact(algo, shape):
         expect = ref.linear(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
                             e["res_scale"], e["lo"], e["hi"], out_dtype)
         out = poisoned((M, N), out_dtype)
-        name, cfg, splits = parse_algo(algo)
+        name, cfg, splits, max_ctas = parse_algo(algo)
         got = ck.linear_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
-                             e["res_scale"], e["lo"], e["hi"], out_dtype, algo=name, cfg=cfg, splits=splits, out=out)
+                             e["res_scale"], e["lo"], e["hi"], out_dtype, algo=name, cfg=cfg, splits=splits,
+                             max_ctas=max_ctas, out=out)
         torch.cuda.synchronize()
         if not torch.equal(got, expect):
             diff = (got.double() - expect.double()).abs()
@@ -306,7 +310,7 @@ def test_sanitizer_small():
     """A small pass over every kernel, run once under compute-sanitizer memcheck by gpu_check.sh."""
     g = torch.Generator().manual_seed(3)
     for algo in algos_linear():
-        name, cfg, splits = parse_algo(algo)
+        name, cfg, splits, max_ctas = parse_algo(algo)
         for (M, K, N) in [(5, 48, 37), (130, 131, 70)]:
             x = rand_i8((M, K), g).to(DEV)
             w = rand_i8((N, K), g, -127, 127).to(DEV)
@@ -314,7 +318,8 @@ def test_sanitizer_small():
             expect = ref.linear(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
                                 e["res_scale"], e["lo"], e["hi"], torch.int8)
             got = ck.linear_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
-                                 e["res_scale"], e["lo"], e["hi"], torch.int8, algo=name, cfg=cfg, splits=splits)
+                                 e["res_scale"], e["lo"], e["hi"], torch.int8, algo=name, cfg=cfg, splits=splits,
+                                 max_ctas=max_ctas)
             assert torch.equal(got, expect), algo
     for case in (CONV_CASES[0], CONV_CASES[3], CONV_CASES[7], CONV_CASES[9]):
         test_conv2d_bitexact("auto", case)

@@ -106,6 +106,7 @@ struct Smem {
   uint64_t full[STAGES];
   uint64_t empty[STAGES];
   int last[4];
+  int turn;  // ping-pong: index of the unit whose main loop may run next
 };
 
 __device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, int& tm, int& tn) {
@@ -205,6 +206,7 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, 1)
       mbar_init(&s.full[i], 1);
       mbar_init(&s.empty[i], PP ? 1 : NCONS);
     }
+    s.turn = 0;
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   }
@@ -244,6 +246,13 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, 1)
       tile_coords(t, num_m, num_n, tm, tn);
 #pragma unroll
       for (int i = 0; i < WGM * BN / 2; ++i) d[i] = 0;
+      // Ping-pong order: a consumer waits on its unit's stages only after the other consumer has
+      // waited on all of its previous unit's stages, so no mbarrier is waited on more than one phase
+      // ahead (parity waits cannot tell phase n from n + 2).
+      if (PP) {
+        while (*(volatile int*)&s.turn != j) {
+        }
+      }
       int prev = -1;
       for (int kt = kb; kt < ke; ++kt, ++it) {
         int st = it % STAGES, ph = (it / STAGES) & 1;
@@ -262,6 +271,13 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, 1)
         wg_wait<1>();
         if (prev >= 0 && tid == 0) mbar_arrive(&s.empty[prev]);
         prev = st;
+      }
+      if (PP) {
+        asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");
+        if (tid == 0) {
+          __threadfence_block();
+          *(volatile int*)&s.turn = j + 1;
+        }
       }
       wg_wait<0>();
       if (prev >= 0 && tid == 0) mbar_arrive(&s.empty[prev]);
