@@ -6,10 +6,12 @@ and its kernels decline every call, so the registry falls back to the reference 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import shutil
+import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -50,12 +52,35 @@ def load_extension(name: str, sources: Sequence[str], *, cflags: Sequence[str] =
     build_dir.mkdir(parents=True, exist_ok=True)
     log.info("building int8 kernels %r in %s (first use only; cached afterwards)", name, build_dir)
     try:
-        return cpp_extension.load(
-            name=name, sources=[str(p) for p in paths], build_directory=str(build_dir),
-            extra_cflags=list(cflags), extra_cuda_cflags=list(cuda_cflags),
-            extra_ldflags=list(ldflags), verbose=log.isEnabledFor(logging.DEBUG))
+        with _progress(f"int8: building {name} (first use; cached after)", build_dir):
+            return cpp_extension.load(
+                name=name, sources=[str(p) for p in paths], build_directory=str(build_dir),
+                extra_cflags=list(cflags), extra_cuda_cflags=list(cuda_cflags),
+                extra_ldflags=list(ldflags), verbose=log.isEnabledFor(logging.DEBUG))
     except Exception as e:  # compiler missing, compile error, ninja missing: all mean "no target"
         raise BuildError(f"building {name!r} failed: {e}") from e
+
+
+@contextlib.contextmanager
+def _progress(desc: str, build_dir: Path):
+    """A ticking progress bar (seconds) while a build runs; silent when the build is cached."""
+    from tqdm.auto import tqdm
+
+    done = threading.Event()
+
+    def tick():
+        if done.wait(1.0):                        # a cached load finishes within a second
+            return
+        with tqdm(desc=desc, unit="s", bar_format="{desc}: {elapsed}") as bar:
+            while not done.wait(1.0):
+                bar.update(1)
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 @functools.cache
