@@ -96,6 +96,7 @@ class Session:
         for sub in subs:
             sub.finalize(self.scales, sub.last_args)
             sub.measure_error(self.last)
+            sub.last_args = None
         self.state = "quantized"
         self.last = {}                                    # free the last batch's activations
         log.info("int8 calibration finished: %d subgraph(s), %d tensor ranges",

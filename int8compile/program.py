@@ -62,6 +62,7 @@ class Int8Subgraph:
         self.ctx.scales = {k: scales[k] for k in set(self.ctx.tensor_keys.values())}
         self.ctx.example_inputs = list(args)
         self.quantized, self.compiled = pipeline.finalize(self.observed, self.ctx)
+        self.ctx.example_inputs = []                      # do not keep a batch of activations alive
 
     def reset(self) -> None:
         self.quantized = self.compiled = None
