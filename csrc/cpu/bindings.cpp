@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -148,11 +150,30 @@ Tensor bias_eff(const optional<Tensor>& bias, const Tensor& colsum, int64_t off,
 // Tasks (MC rows x NC columns) are handed out dynamically from an atomic counter: one worker per
 // thread of at::parallel_for, so a core that is busy with something else simply takes fewer tasks.
 // Task order is column-block major: consecutive tasks share a weight block.
-void run_gemm(const IsaKernels* k, const GemmProblem& p) {
-  const int64_t nmb = (p.M + MC - 1) / MC, nnb = (p.N + NC - 1) / NC, total = nmb * nnb;
+struct Blocking {
+  int64_t mc = MC, nc = NC, kc = KC;
+  Blocking() {
+    if (const char* env = std::getenv("INT8COMPILE_CPU_BLOCKING")) {
+      long a = 0, b = 0, c = 0;
+      if (std::sscanf(env, "%ld,%ld,%ld", &a, &b, &c) == 3 && a > 0 && b > 0 && c > 0) {
+        mc = a;
+        nc = (b + PANEL - 1) / PANEL * PANEL;
+        kc = (c + 3) / 4 * 4;
+      }
+    }
+  }
+};
+
+void run_gemm(const IsaKernels* k, GemmProblem& p) {
+  static const Blocking blocking;
+  p.mc = blocking.mc;
+  p.nc = blocking.nc;
+  p.kc = blocking.kc;
+  const int64_t MCb = p.mc, NCb = p.nc;
+  const int64_t nmb = (p.M + MCb - 1) / MCb, nnb = (p.N + NCb - 1) / NCb, total = nmb * nnb;
   auto run = [&](int64_t t) {
     const int64_t nb = t / nmb, mb = t % nmb;
-    k->gemm_task(p, mb * MC, std::min(p.M, (mb + 1) * MC), nb * NC, std::min(p.N, (nb + 1) * NC));
+    k->gemm_task(p, mb * MCb, std::min(p.M, (mb + 1) * MCb), nb * NCb, std::min(p.N, (nb + 1) * NCb));
   };
   const int64_t workers = std::min<int64_t>(at::get_num_threads(), total);
   if (workers <= 1 || at::in_parallel_region()) {

@@ -10,8 +10,9 @@
 
 namespace i8c {
 
-// Cache blocking of the GEMM drivers (all ISAs): a task is at most MC rows x NC columns; K is walked
-// in blocks of KC (multiple of 4). NC is a multiple of the widest panel (64 columns).
+// Default cache blocking of the GEMM drivers (all ISAs): a task is at most mc rows x nc columns; K is
+// walked in blocks of kc (multiple of 4). nc is a multiple of the widest panel (64 columns). The
+// driver puts the values it uses into GemmProblem (tunable with $INT8COMPILE_CPU_BLOCKING=mc,nc,kc).
 constexpr int MC = 96;
 constexpr int NC = 256;
 constexpr int KC = 1024;
@@ -49,6 +50,7 @@ struct GemmProblem {
   GatherFn gather = nullptr;
   const void* gather_ctx = nullptr;
   const uint8_t* bpack = nullptr;      // packed weights of this problem (ISA-specific layout)
+  int64_t mc = MC, nc = NC, kc = KC;   // blocking (see above)
   const int32_t* bias = nullptr;       // [Npad] int32, zero padded to a multiple of PANEL; includes
                                        // the ISA's compensation (see IsaKernels::compensation)
   Epi epi;
@@ -72,7 +74,7 @@ struct IsaKernels {
   // per-column value c such that bias_eff[n] = bias[n] + compensation * colsum[n] (wrapping int32):
   // -128 for the u8 x s8 VNNI path, 0 otherwise
   int compensation;
-  // computes rows [m0, m1) (m1 - m0 <= MC) x columns [n0, n1) (n0 multiple of NC, n1 - n0 <= NC)
+  // computes rows [m0, m1) (m1 - m0 <= p.mc) x columns [n0, n1) (n0 multiple of p.nc, n1 - n0 <= p.nc)
   void (*gemm_task)(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
   // depthwise: output rows (n, oh) in [r0, r1)
   void (*dw_rows)(const DwProblem& p, int64_t r0, int64_t r1);

@@ -65,12 +65,12 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   const int64_t K = p.K, KP = (K + 1) / 2, Kp = 2 * KP;
   const int64_t rows = m1 - m0;
   const int64_t ncols = n1 - n0, ncols16 = (ncols + W2 - 1) / W2 * W2;
-  int16_t* apack = (int16_t*)s_a.get((size_t)(MC * KC) * sizeof(int16_t));
-  int32_t* cbuf = (int32_t*)s_c.get((size_t)(MC * NC) * sizeof(int32_t));
-  int8_t* gbuf = p.gather ? (int8_t*)s_g.get((size_t)(MC * KC) + 64) : nullptr;
+  int16_t* apack = (int16_t*)s_a.get((size_t)(p.mc * p.kc) * sizeof(int16_t));
+  int32_t* cbuf = (int32_t*)s_c.get((size_t)(p.mc * p.nc) * sizeof(int32_t));
+  int8_t* gbuf = p.gather ? (int8_t*)s_g.get((size_t)(p.mc * p.kc) + 64) : nullptr;
   const int16_t* bp = (const int16_t*)p.bpack;
-  for (int64_t k0 = 0; k0 < Kp; k0 += KC) {
-    const int64_t kcl = (Kp - k0) < KC ? (Kp - k0) : KC;        // even
+  for (int64_t k0 = 0; k0 < Kp; k0 += p.kc) {
+    const int64_t kcl = (Kp - k0) < p.kc ? (Kp - k0) : p.kc;        // even
     const int64_t kvalid = (K - k0) < kcl ? (K - k0) : kcl;
     const bool first = k0 == 0, last = k0 + kcl >= Kp;
     if (p.gather) p.gather(p.gather_ctx, m0, rows, k0, k0 + kvalid, gbuf, kcl);
@@ -85,19 +85,19 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
       const int16_t* b = bp + (np0 / W2) * KP * W2 * 2 + (k0 / 2) * W2 * 2;
       for (int64_t r0 = 0; r0 < rows; r0 += 6) {
         const int64_t mr = (rows - r0) < 6 ? (rows - r0) : 6;
-        int32_t* c = cbuf + r0 * NC + j;
+        int32_t* c = cbuf + r0 * p.nc + j;
         const int16_t* a = apack + r0 * kcl;
         switch (mr) {
-          case 6: ukr<6>(a, kcl, b, kcl / 2, c, NC, first, p.bias + np0); break;
-          case 5: ukr<5>(a, kcl, b, kcl / 2, c, NC, first, p.bias + np0); break;
-          case 4: ukr<4>(a, kcl, b, kcl / 2, c, NC, first, p.bias + np0); break;
-          case 3: ukr<3>(a, kcl, b, kcl / 2, c, NC, first, p.bias + np0); break;
-          case 2: ukr<2>(a, kcl, b, kcl / 2, c, NC, first, p.bias + np0); break;
-          default: ukr<1>(a, kcl, b, kcl / 2, c, NC, first, p.bias + np0); break;
+          case 6: ukr<6>(a, kcl, b, kcl / 2, c, p.nc, first, p.bias + np0); break;
+          case 5: ukr<5>(a, kcl, b, kcl / 2, c, p.nc, first, p.bias + np0); break;
+          case 4: ukr<4>(a, kcl, b, kcl / 2, c, p.nc, first, p.bias + np0); break;
+          case 3: ukr<3>(a, kcl, b, kcl / 2, c, p.nc, first, p.bias + np0); break;
+          case 2: ukr<2>(a, kcl, b, kcl / 2, c, p.nc, first, p.bias + np0); break;
+          default: ukr<1>(a, kcl, b, kcl / 2, c, p.nc, first, p.bias + np0); break;
         }
         if (last) {
           const int64_t nc = (n1 - np0) < W2 ? (n1 - np0) : W2;
-          epi_rows_generic(p.epi, c, NC, m0 + r0, mr, np0, nc);
+          epi_rows_generic(p.epi, c, p.nc, m0 + r0, mr, np0, nc);
         }
       }
     }

@@ -159,14 +159,14 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   const int64_t K = p.K, KG = (K + 3) / 4, Kp = 4 * KG;
   const int64_t N16 = (p.N + 15) / 16 * 16;
   const int64_t rows = m1 - m0;
-  uint8_t* apack = (uint8_t*)s_a.get((size_t)(MC * KC) + 64);
-  int32_t* cbuf = (int32_t*)s_c.get((size_t)(MC * NC) * sizeof(int32_t));
-  int8_t* gbuf = p.gather ? (int8_t*)s_g.get((size_t)(MC * KC) + 64) : nullptr;
+  uint8_t* apack = (uint8_t*)s_a.get((size_t)(p.mc * p.kc) + 64);
+  int32_t* cbuf = (int32_t*)s_c.get((size_t)(p.mc * p.nc) * sizeof(int32_t));
+  int8_t* gbuf = p.gather ? (int8_t*)s_g.get((size_t)(p.mc * p.kc) + 64) : nullptr;
   const int8_t* bp = (const int8_t*)p.bpack;
   const __m512i flip = _mm512_set1_epi8((char)0x80);
   const int64_t nend = n1 < N16 ? (n1 + 15) / 16 * 16 : N16;
-  for (int64_t k0 = 0; k0 < Kp; k0 += KC) {
-    const int64_t kcl = (Kp - k0) < KC ? (Kp - k0) : KC;        // multiple of 4
+  for (int64_t k0 = 0; k0 < Kp; k0 += p.kc) {
+    const int64_t kcl = (Kp - k0) < p.kc ? (Kp - k0) : p.kc;        // multiple of 4
     const int64_t kvalid = (K - k0) < kcl ? (K - k0) : kcl;
     const bool first = k0 == 0, last = k0 + kcl >= Kp;
     if (p.gather) p.gather(p.gather_ctx, m0, rows, k0, k0 + kvalid, gbuf, kcl);
@@ -190,11 +190,11 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
       const int8_t* b = bp + (np0 / PANEL) * PANEL * KG * 4 + (k0 / 4) * wp * 4;
       for (int64_t r0 = 0; r0 < rows; r0 += 6) {
         const int64_t mr = (rows - r0) < 6 ? (rows - r0) : 6;
-        int32_t* c = cbuf + r0 * NC + (np0 - n0);
-        kUkr[mr - 1][nv - 1](apack + r0 * kcl, kcl, b, kcl / 4, c, NC, first, p.bias + np0);
+        int32_t* c = cbuf + r0 * p.nc + (np0 - n0);
+        kUkr[mr - 1][nv - 1](apack + r0 * kcl, kcl, b, kcl / 4, c, p.nc, first, p.bias + np0);
         if (last) {
           const int64_t nc = (n1 - np0) < wp ? (n1 - np0) : wp;
-          epi_rows_avx512(p.epi, c, NC, m0 + r0, mr, np0, nc);
+          epi_rows_avx512(p.epi, c, p.nc, m0 + r0, mr, np0, nc);
         }
       }
     }
