@@ -70,10 +70,40 @@ __device__ __forceinline__ void store_float(const EpiParams& p, long long idx, f
   }
 }
 
+// Per-channel parameters staged in shared memory before an epilogue (global stores to `out` could
+// alias the parameter arrays for the compiler, which would then serialise every load behind the
+// previous store). Layout: ep[0] bias, ep[1] scale bits (float modes) or mult, ep[2] shift,
+// ep[3] res_mult; `stride` elements apart.
+__device__ __forceinline__ void stage_chan(const EpiParams& p, int32_t* ep, int stride, int n0, int count,
+                                           int limit, int tid, int nthreads) {
+  for (int i = tid; i < count; i += nthreads) {
+    int ch = n0 + i;
+    if (ch < limit) {
+      ep[i] = p.bias ? __ldg(p.bias + ch) : 0;
+      if (p.mode == INT8_FIXED) {
+        ep[stride + i] = __ldg(p.mult + ch);
+        ep[2 * stride + i] = __ldg(p.shift + ch);
+        ep[3 * stride + i] = p.residual ? __ldg(p.res_mult + ch) : 0;
+      } else {
+        ep[stride + i] = __float_as_int(__ldg(p.scale + ch));
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ ChanP chan_from(const int32_t* ep, int stride, int i) {
+  ChanP q;
+  q.b = ep[i];
+  q.m = ep[stride + i];
+  q.s = __int_as_float(q.m);
+  q.sh = ep[2 * stride + i];
+  q.rm = ep[3 * stride + i];
+  return q;
+}
+
 // One output element: row `row`, channel `c` (global channel index, also the column in out).
 template <int MODE, bool RES>
-__device__ __forceinline__ void epi_store1(const EpiParams& p, long long row, int c, int32_t a) {
-  ChanP q = load_chan<MODE, RES>(p, c);
+__device__ __forceinline__ void epi_store1q(const EpiParams& p, long long row, int c, int32_t a, const ChanP& q) {
   long long idx = row * p.ldo + c;
   if (MODE == FLOAT_OUT) {
     store_float(p, idx, epi_float(p, q, a));
@@ -83,18 +113,22 @@ __device__ __forceinline__ void epi_store1(const EpiParams& p, long long row, in
   }
 }
 
-// Two adjacent channels c, c+1 of one row (c even); v0 / v1 say which of them exist.
 template <int MODE, bool RES>
-__device__ __forceinline__ void epi_store2(const EpiParams& p, long long row, int c, int32_t a0,
-                                           int32_t a1, bool v0, bool v1) {
+__device__ __forceinline__ void epi_store1(const EpiParams& p, long long row, int c, int32_t a) {
+  epi_store1q<MODE, RES>(p, row, c, a, load_chan<MODE, RES>(p, c));
+}
+
+// Two adjacent channels c, c+1 of one row; v0 / v1 say which of them exist.
+template <int MODE, bool RES>
+__device__ __forceinline__ void epi_store2q(const EpiParams& p, long long row, int c, int32_t a0, int32_t a1,
+                                            bool v0, bool v1, const ChanP& q0, const ChanP& q1) {
   long long idx = row * p.ldo + c;
   bool pair = v0 && v1 && ((idx & 1) == 0);
   if (!pair) {
-    if (v0) epi_store1<MODE, RES>(p, row, c, a0);
-    if (v1) epi_store1<MODE, RES>(p, row, c + 1, a1);
+    if (v0) epi_store1q<MODE, RES>(p, row, c, a0, q0);
+    if (v1) epi_store1q<MODE, RES>(p, row, c + 1, a1, q1);
     return;
   }
-  ChanP q0 = load_chan<MODE, RES>(p, c), q1 = load_chan<MODE, RES>(p, c + 1);
   if (MODE == FLOAT_OUT) {
     float f0 = epi_float(p, q0, a0), f1 = epi_float(p, q1, a1);
     switch (p.out_kind) {
@@ -116,6 +150,14 @@ __device__ __forceinline__ void epi_store2(const EpiParams& p, long long row, in
     char2 o; o.x = (signed char)y0; o.y = (signed char)y1;
     *reinterpret_cast<char2*>(reinterpret_cast<int8_t*>(p.out) + idx) = o;
   }
+}
+
+template <int MODE, bool RES>
+__device__ __forceinline__ void epi_store2(const EpiParams& p, long long row, int c, int32_t a0,
+                                           int32_t a1, bool v0, bool v1) {
+  ChanP q0 = load_chan<MODE, RES>(p, c);
+  ChanP q1 = v1 ? load_chan<MODE, RES>(p, c + 1) : q0;
+  epi_store2q<MODE, RES>(p, row, c, a0, a1, v0, v1, q0, q1);
 }
 
 // Dispatch a runtime (mode, residual) pair to a templated functor call: f.template run<MODE,RES>().

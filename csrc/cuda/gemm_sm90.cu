@@ -106,7 +106,8 @@ struct Smem {
   uint64_t full[STAGES];
   uint64_t empty[STAGES];
   int last[4];
-  int turn;  // ping-pong: index of the unit whose main loop may run next
+  int turn;
+  int32_t ep[2][4 * BN];  // per consumer: staged epilogue channel parameters  // ping-pong: index of the unit whose main loop may run next
 };
 
 __device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, int& tm, int& tn) {
@@ -122,16 +123,18 @@ __device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, int& tm
 
 template <int BN, int MODE, bool RES>
 __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
-                                         int N) {
+                                         int N, const int32_t* ep) {
   int lane = threadIdx.x & 31;
   int r0 = row0 + (lane >> 2);
   bool ok0 = r0 < M, ok1 = (r0 + 8) < M;
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
-    int c = n0 + 8 * j + 2 * (lane & 3);
+    int cl = 8 * j + 2 * (lane & 3);
+    int c = n0 + cl;
     bool v0 = c < N, v1 = (c + 1) < N;
-    if (ok0) epi_store2<MODE, RES>(p, r0, c, d[4 * j + 0], d[4 * j + 1], v0, v1);
-    if (ok1) epi_store2<MODE, RES>(p, r0 + 8, c, d[4 * j + 2], d[4 * j + 3], v0, v1);
+    ChanP q0 = chan_from(ep, BN, cl), q1 = chan_from(ep, BN, cl + 1);
+    if (ok0) epi_store2q<MODE, RES>(p, r0, c, d[4 * j + 0], d[4 * j + 1], v0, v1, q0, q1);
+    if (ok1) epi_store2q<MODE, RES>(p, r0 + 8, c, d[4 * j + 2], d[4 * j + 3], v0, v1, q0, q1);
   }
 }
 
@@ -282,6 +285,9 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, 1)
       wg_wait<0>();
       if (prev >= 0 && tid == 0) mbar_arrive(&s.empty[prev]);
       const int n0 = tn * BN;
+      asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");  // last epilogue done with ep[c]
+      stage_chan(p, s.ep[c], BN, n0, BN, N, tid, 128);
+      asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");
 #pragma unroll
       for (int mb = 0; mb < WGM; ++mb) {
         const int row0 = tm * BM + (PP ? mb : c) * 64 + (tid / 32) * 16;
@@ -290,7 +296,7 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, 1)
           int slot = PP ? t * WGM + mb : t * NCONS + c;
           if (!splitk_reduce<BN>(dm, ws, cnt, &s.last[c], slot, splits, row0, n0, M, N, 1 + c)) continue;
         }
-#define I8C_SM90_EPI(MODE_, RES_) epilogue<BN, MODE_, RES_>(p, dm, row0, n0, M, N)
+#define I8C_SM90_EPI(MODE_, RES_) epilogue<BN, MODE_, RES_>(p, dm, row0, n0, M, N, s.ep[c])
         I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
 #undef I8C_SM90_EPI
       }

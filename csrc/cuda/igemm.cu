@@ -253,6 +253,10 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     }
   }
   cp_wait<0>();
+  __syncthreads();  // pipeline smem is free: stage the tile's channel parameters there
+  int32_t* ep = reinterpret_cast<int32_t*>(smem);
+  stage_chan(p, ep, BN, g * s.Og + n0, min(BN, s.Og - n0), (g + 1) * s.Og, tid, NT);
+  __syncthreads();
 
   // ---- fused epilogue ----
   if constexpr (!DP4A) {
@@ -264,8 +268,10 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       bool v0 = col < s.Og, v1 = col + 1 < s.Og;                                             \
       int ch = g * s.Og + col;                                                               \
       const int32_t* a = &acc[(mi * NI + ni) * 4];                                           \
-      if (r0 < s.M) epi_store2<MODE_, RES_>(p, r0, ch, a[0], a[1], v0, v1);                  \
-      if (r0 + 8 < s.M) epi_store2<MODE_, RES_>(p, r0 + 8, ch, a[2], a[3], v0, v1);          \
+      int cl = col - n0;                                                                     \
+      ChanP q0 = chan_from(ep, BN, cl), q1 = chan_from(ep, BN, cl + 1);                      \
+      if (r0 < s.M) epi_store2q<MODE_, RES_>(p, r0, ch, a[0], a[1], v0, v1, q0, q1);         \
+      if (r0 + 8 < s.M) epi_store2q<MODE_, RES_>(p, r0 + 8, ch, a[2], a[3], v0, v1, q0, q1); \
     }                                                                                        \
   }
     I8C_EPI_DISPATCH(p, I8C_IG_EPI);
@@ -278,7 +284,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     if (r < s.M) {                                                                           \
       _Pragma("unroll") for (int j = 0; j < TN; ++j) {                                       \
         int col = n0 + tx + DTX * j;                                                         \
-        if (col < s.Og) epi_store1<MODE_, RES_>(p, r, g * s.Og + col, acc[i * TN + j]);      \
+        if (col < s.Og) epi_store1q<MODE_, RES_>(p, r, g * s.Og + col, acc[i * TN + j],      \
+                                                 chan_from(ep, BN, col - n0));               \
       }                                                                                      \
     }                                                                                        \
   }
