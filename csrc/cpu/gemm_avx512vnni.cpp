@@ -89,6 +89,22 @@ const UkrFn kUkr[6][4] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6)};
 
 inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
 
+// Stores: full vectors use plain stores; only tails use masked ones (masked stores and the
+// memory-destination forms of vpmov* are slow on some cores, e.g. AMD Zen 4).
+inline void store_i8x16(int8_t* p, __mmask16 k, __m512i y) {
+  const __m128i b = _mm512_cvtepi32_epi8(y);
+  if (k == (__mmask16)0xffff) _mm_storeu_si128((__m128i*)p, b);
+  else _mm_mask_storeu_epi8(p, k, b);
+}
+inline void store_f32x16(float* p, __mmask16 k, __m512 v) {
+  if (k == (__mmask16)0xffff) _mm512_storeu_ps(p, v);
+  else _mm512_mask_storeu_ps(p, k, v);
+}
+inline void store_u16x16(uint16_t* p, __mmask16 k, __m256i h) {
+  if (k == (__mmask16)0xffff) _mm256_storeu_si256((__m256i*)p, h);
+  else _mm256_mask_storeu_epi16(p, k, h);
+}
+
 inline __m512i bf16_bits(__m512 v) {                   // rne to bf16, in the low half of each dword
   const __m512i b = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
@@ -127,7 +143,7 @@ void epi_rows_avx512(const Epi& e, const int32_t* acc, int64_t ldacc, int64_t ro
         po = _mm512_min_epi64(_mm512_max_epi64(po, lo64), hi64);
         const __m512i y = _mm512_or_si512(_mm512_and_si512(pe, _mm512_set1_epi64(0xffffffffLL)),
                                           _mm512_slli_epi64(po, 32));
-        _mm512_mask_cvtepi32_storeu_epi8((int8_t*)e.out + m * e.ldo + n, k, y);
+        store_i8x16((int8_t*)e.out + m * e.ldo + n, k, y);
         continue;
       }
       __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(va), _mm512_maskz_loadu_ps(k, e.scale + n));
@@ -138,16 +154,16 @@ void epi_rows_avx512(const Epi& e, const int32_t* acc, int64_t ldacc, int64_t ro
         }
         v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
         const __m512i y = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        _mm512_mask_cvtepi32_storeu_epi8((int8_t*)e.out + m * e.ldo + n, k, y);
+        store_i8x16((int8_t*)e.out + m * e.ldo + n, k, y);
       } else {
         v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
         if (e.kind == OUT_F32) {
-          _mm512_mask_storeu_ps((float*)e.out + m * e.ldo + n, k, v);
+          store_f32x16((float*)e.out + m * e.ldo + n, k, v);
         } else if (e.kind == OUT_BF16) {
-          _mm256_mask_storeu_epi16((uint16_t*)e.out + m * e.ldo + n, k, _mm512_cvtepi32_epi16(bf16_bits(v)));
+          store_u16x16((uint16_t*)e.out + m * e.ldo + n, k, _mm512_cvtepi32_epi16(bf16_bits(v)));
         } else {
-          _mm256_mask_storeu_epi16((uint16_t*)e.out + m * e.ldo + n, k,
-                                   _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+          store_u16x16((uint16_t*)e.out + m * e.ldo + n, k,
+                       _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         }
       }
     }
@@ -327,7 +343,7 @@ void quantize(const void* x, int dtype, int64_t n, float inv, int8_t* out) {
     }
     __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(f, vinv), lo), hi);
     const __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    _mm512_mask_cvtepi32_storeu_epi8(out + i, k, q);
+    store_i8x16(out + i, k, q);
   }
 }
 
@@ -337,11 +353,11 @@ void dequantize(const int8_t* q, int64_t n, float scale, int kind, void* out) {
     const __mmask16 k = tail_mask(n - i);
     const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, q + i))), s);
     if (kind == OUT_F32) {
-      _mm512_mask_storeu_ps((float*)out + i, k, v);
+      store_f32x16((float*)out + i, k, v);
     } else if (kind == OUT_BF16) {
-      _mm256_mask_storeu_epi16((uint16_t*)out + i, k, _mm512_cvtepi32_epi16(bf16_bits(v)));
+      store_u16x16((uint16_t*)out + i, k, _mm512_cvtepi32_epi16(bf16_bits(v)));
     } else {
-      _mm256_mask_storeu_epi16((uint16_t*)out + i, k, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      store_u16x16((uint16_t*)out + i, k, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     }
   }
 }
