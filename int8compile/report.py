@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -63,6 +64,14 @@ class Report:
     def graphs(self) -> list[fx.GraphModule]:
         """The rewritten (int8) graphs, or the observed float graphs where not yet converted."""
         return [s.quantized if s.quantized is not None else s.observed for s in self.subgraphs]
+
+    def op_counts(self) -> Counter:
+        """How many of each int8 op the graphs run, counting quantize/dequantize that were
+        written out as ATen ops for inductor (kernels/inductor.py)."""
+        from .ops import OP_NAMES
+        return Counter(OP_NAMES.get(n.target) or n.meta.get("int8_op")
+                       for g in self.graphs() for n in g.graph.nodes
+                       if n.target in OP_NAMES or "int8_op" in n.meta)
 
     @property
     def code(self) -> str:
