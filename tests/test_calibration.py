@@ -193,3 +193,17 @@ def test_report_table_and_graph_exports(tmp_path):
     assert g.number_of_nodes() > 3 and g.number_of_edges() > 3
     png = rep.plot_error(tmp_path / "sqnr.png")
     assert png.stat().st_size > 1000
+
+
+@torch.no_grad()
+def test_kernel_that_cannot_take_a_call_falls_back_with_reason():
+    """A float64 model: the cpu kernels decline float64 outputs, the reference runs them, and
+    the report says which target was passed over and why."""
+    m = Net().double().eval()
+    cm = compile_calibrated(m, lambda: batch().double(), target="cpu")
+    x = batch().double()
+    assert rel_error(cm(x), m(x)) < 0.03
+    rep = int8compile.report(cm)
+    fc = next(r for r in rep.rows if r.layer == "fc")
+    assert fc.kernel == "reference" and "cpu" in fc.passed_over
+    assert "kernel targets passed over" in str(rep)
