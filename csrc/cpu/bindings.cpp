@@ -75,6 +75,20 @@ std::tuple<Tensor, Tensor> pack_weight(const Tensor& w2d, int64_t groups, const 
   return {packed, colsum};
 }
 
+// depthwise weights [C, KH, KW, 1] -> int32 taps [KH*KW][Cpad], Cpad = C rounded up to 32, zero padded
+Tensor pack_depthwise(const Tensor& weight) {
+  TORCH_CHECK(weight.dim() == 4 && weight.size(3) == 1 && weight.scalar_type() == at::kChar,
+              "pack_depthwise: int8 [C, KH, KW, 1] expected");
+  Tensor w = weight.contiguous();
+  const int64_t C = w.size(0), T = w.size(1) * w.size(2), Cpad = round_up(C, 32);
+  Tensor taps = at::zeros({T, Cpad}, w.options().dtype(at::kInt));
+  const int8_t* src = w.data_ptr<int8_t>();
+  int32_t* dst = taps.data_ptr<int32_t>();
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < T; ++t) dst[t * Cpad + c] = src[c * T + t];
+  return taps;
+}
+
 // ---- epilogue arguments ------------------------------------------------------------------------
 struct EpiHold {                           // keeps contiguous copies alive for the call
   Tensor scale, mult, shift, res_mult, res;
@@ -313,10 +327,18 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& 
     p.KH = (int)KH; p.KW = (int)KW; p.sh = (int)stride[0]; p.sw = (int)stride[1];
     p.pt = (int)padding[0]; p.pl = (int)padding[2]; p.dh = (int)dilation[0]; p.dw = (int)dilation[1];
     const int64_t Cpad = round_up(C, 32);
-    Tensor taps = at::zeros({KH * KW, Cpad}, x.options().dtype(at::kInt));
-    taps.narrow(1, 0, C).copy_(weight.reshape({C, KH * KW}).t());
-    Tensor b = at::zeros({Cpad}, x.options().dtype(at::kInt));
-    if (bias.has_value()) b.narrow(0, 0, C).copy_(*bias);
+    Tensor taps = packed.has_value() ? *packed : pack_depthwise(weight);
+    TORCH_CHECK(taps.scalar_type() == at::kInt && taps.numel() == KH * KW * Cpad, "conv2d: bad depthwise taps");
+    Tensor b = at::empty({Cpad}, x.options().dtype(at::kInt));
+    {
+      int32_t* bp = b.data_ptr<int32_t>();
+      Tensor bc;
+      if (bias.has_value()) {
+        bc = bias->to(at::kInt).contiguous();
+        TORCH_CHECK(bc.numel() >= C, "conv2d: bias too short");
+      }
+      for (int64_t c = 0; c < Cpad; ++c) bp[c] = (bias.has_value() && c < C) ? bc.data_ptr<int32_t>()[c] : 0;
+    }
     p.w = taps.data_ptr<int32_t>();
     p.bias = b.data_ptr<int32_t>();
     p.Cpad = Cpad;
@@ -444,6 +466,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("best_isa", &i8c::best_isa);
   m.def("supported_isas", &i8c::supported_isas);
   m.def("pack_weight", &i8c::pack_weight);
+  m.def("pack_depthwise", &i8c::pack_depthwise);
   m.def("linear", &i8c::linear);
   m.def("conv2d", &i8c::conv2d);
   m.def("quantize", &i8c::quantize);

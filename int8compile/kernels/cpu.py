@@ -118,9 +118,10 @@ def _version(t: Tensor):
         return None
 
 
-def packed_weight(weight2d: Tensor, groups: int, isa: str) -> tuple[Tensor, Tensor]:
-    """(packed bytes, int32 column sums) of an [O, K] int8 weight, cached while `weight2d` lives and
-    is not modified in place (keyed by the tensor object, checked by its version counter)."""
+def packed_weight(weight2d: Tensor, groups: int, isa: str) -> tuple[Tensor, Optional[Tensor]]:
+    """(packed bytes, int32 column sums) of an [O, ...] int8 weight (groups=-1: depthwise taps, no
+    column sums), cached while the tensor lives and is not modified in place (keyed by the tensor
+    object, checked by its version counter)."""
     key = id(weight2d)
     entry = _packs.get(key)
     ver = _version(weight2d)
@@ -130,8 +131,10 @@ def packed_weight(weight2d: Tensor, groups: int, isa: str) -> tuple[Tensor, Tens
         if (ref() is weight2d and e_ver == ver and e_groups == groups and e_isa == isa
                 and e_shape == tuple(weight2d.shape)):
             return packed, colsum
-    w2d = weight2d.reshape(weight2d.shape[0], -1)
-    packed, colsum = _load().pack_weight(w2d, groups, isa)
+    if groups == -1:                                 # depthwise taps (csrc/cpu/bindings.cpp)
+        packed, colsum = _load().pack_depthwise(weight2d), None
+    else:
+        packed, colsum = _load().pack_weight(weight2d.reshape(weight2d.shape[0], -1), groups, isa)
     try:
         ref = weakref.ref(weight2d, lambda _r, k=key: _packs.pop(k, None))
         _packs[key] = (ref, ver, groups, isa, tuple(weight2d.shape), packed, colsum)
@@ -304,9 +307,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mul
     isa = active_isa()
     depthwise = (groups == x.shape[1] and weight.shape[3] == 1 and weight.shape[0] == groups
                  and weight.shape[1] * weight.shape[2] <= 128)   # csrc/cpu/bindings.cpp: conv2d
-    packed = colsum = None
-    if not depthwise:
-        packed, colsum = packed_weight(weight, groups, isa)
+    packed, colsum = packed_weight(weight, -1 if depthwise else groups, isa)
     return _load().conv2d(x, weight, packed, colsum, bias, scale, mult, shift, residual, res_mult,
                           float(res_scale), float(lo), float(hi), _OUT_KIND[out_dtype],
                           [int(s) for s in stride], [int(p) for p in padding],
