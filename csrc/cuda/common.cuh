@@ -160,6 +160,53 @@ __device__ __forceinline__ void epi_store2(const EpiParams& p, long long row, in
   epi_store2q<MODE, RES>(p, row, c, a0, a1, v0, v1, q0, q1);
 }
 
+
+// int8 results of channels c, c+1 of one row (for staging through shared memory); invalid
+// channels give 0 and read no residual.
+template <int MODE, bool RES>
+__device__ __forceinline__ char2 epi_pair_i8(const EpiParams& p, long long row, int c, int32_t a0, int32_t a1,
+                                             bool v0, bool v1, const ChanP& q0, const ChanP& q1) {
+  int r0 = 0, r1 = 0;
+  if (RES) {
+    long long idx = row * p.ldo + c;
+    if (v0 && v1 && ((idx & 1) == 0)) {
+      char2 rr = *reinterpret_cast<const char2*>(p.residual + idx);
+      r0 = rr.x; r1 = rr.y;
+    } else {
+      if (v0) r0 = p.residual[idx];
+      if (v1) r1 = p.residual[idx + 1];
+    }
+  }
+  char2 o;
+  o.x = v0 ? (signed char)epi_int8<MODE, RES>(p, q0, a0, r0) : 0;
+  o.y = v1 ? (signed char)epi_int8<MODE, RES>(p, q1, a1, r1) : 0;
+  return o;
+}
+
+// Copy a staged int8 tile (rows x cols, row stride `ostride`, 16-byte aligned rows) to out with
+// 16-byte stores where the destination allows it. Rows >= M and columns >= climit are skipped.
+__device__ __forceinline__ void copy_out_i8(const EpiParams& p, const int8_t* otile, int ostride, int rows,
+                                            int cols, long long grow0, int gcol0, int M, int climit, int tid,
+                                            int nthr) {
+  const int ch = cols / 16;
+  const bool vec_ld = (p.ldo % 16) == 0 && ((uintptr_t)p.out % 16) == 0;
+  for (int i = tid; i < rows * ch; i += nthr) {
+    int rr = i / ch, cc = (i - rr * ch) * 16;
+    long long grow = grow0 + rr;
+    int gcol = gcol0 + cc;
+    if (grow >= M || gcol >= climit) continue;
+    int8_t* dst = reinterpret_cast<int8_t*>(p.out) + grow * p.ldo + gcol;
+    const int8_t* src = otile + rr * ostride + cc;
+    if (vec_ld && (gcol & 15) == 0 && gcol + 16 <= climit) {
+      *reinterpret_cast<int4*>(dst) = *reinterpret_cast<const int4*>(src);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 16; ++e)
+        if (gcol + e < climit) dst[e] = src[e];
+    }
+  }
+}
+
 // Dispatch a runtime (mode, residual) pair to a templated functor call: f.template run<MODE,RES>().
 #define I8C_EPI_DISPATCH(p, ...)                                                   \
   do {                                                                             \

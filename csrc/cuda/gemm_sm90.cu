@@ -106,8 +106,18 @@ struct Smem {
   uint64_t full[STAGES];
   uint64_t empty[STAGES];
   int last[4];
-  int turn;
-  int32_t ep[2][4 * BN];  // per consumer: staged epilogue channel parameters  // ping-pong: index of the unit whose main loop may run next
+  int turn;  // ping-pong: index of the unit whose main loop may run next
+  int32_t ep[2][4 * BN];  // per consumer: staged epilogue channel parameters
+};
+
+// int8 output tiles are staged in shared memory and written with 16-byte stores when they fit.
+template <int BM, int BN, int STAGES, bool PP>
+struct OutStage {
+  static constexpr int OSTRIDE = BN + 16;  // padded rows: conflict-free char2 writes
+  static constexpr int ROWS = PP ? BM : 64;
+  static constexpr size_t BYTES = 2 * ROWS * OSTRIDE;
+  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, STAGES>) + 127) & ~(size_t)127;
+  static constexpr bool ON = OFFSET + BYTES + 1024 <= 227 * 1024;
 };
 
 __device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, int& tm, int& tn) {
@@ -121,12 +131,34 @@ __device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, int& tm
   tn = r / gsz;
 }
 
+// otile: this 64-row block's staging tile (nullptr: direct stores); brow0: its first global row.
 template <int BN, int MODE, bool RES>
 __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
-                                         int N, const int32_t* ep) {
+                                         int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id) {
   int lane = threadIdx.x & 31;
   int r0 = row0 + (lane >> 2);
   bool ok0 = r0 < M, ok1 = (r0 + 8) < M;
+  if constexpr (MODE != FLOAT_OUT) {
+    if (otile) {
+      constexpr int OS = BN + 16;
+      int lr = r0 - brow0;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        int cl = 8 * j + 2 * (lane & 3);
+        int c = n0 + cl;
+        bool v0 = c < N, v1 = (c + 1) < N;
+        ChanP q0 = chan_from(ep, BN, cl), q1 = chan_from(ep, BN, cl + 1);
+        *reinterpret_cast<char2*>(otile + lr * OS + cl) =
+            epi_pair_i8<MODE, RES>(p, r0, c, d[4 * j + 0], d[4 * j + 1], v0 && ok0, v1 && ok0, q0, q1);
+        *reinterpret_cast<char2*>(otile + (lr + 8) * OS + cl) =
+            epi_pair_i8<MODE, RES>(p, r0 + 8, c, d[4 * j + 2], d[4 * j + 3], v0 && ok1, v1 && ok1, q0, q1);
+      }
+      asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+      copy_out_i8(p, otile, OS, 64, BN, brow0, n0, M, N, threadIdx.x & 127, 128);
+      asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+      return;
+    }
+  }
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
     int cl = 8 * j + 2 * (lane & 3);
@@ -193,6 +225,7 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, 1)
 #ifdef I8C_SM90
   constexpr int NCONS = PP ? 2 : BM / 64;
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
+  using OS_ = OutStage<BM, BN, STAGES, PP>;
   extern __shared__ uint8_t smem_raw[];
   uintptr_t base = ((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023;
   auto& s = *reinterpret_cast<Smem<BM, BN, STAGES>*>(base);
@@ -296,7 +329,12 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, 1)
           int slot = PP ? t * WGM + mb : t * NCONS + c;
           if (!splitk_reduce<BN>(dm, ws, cnt, &s.last[c], slot, splits, row0, n0, M, N, 1 + c)) continue;
         }
-#define I8C_SM90_EPI(MODE_, RES_) epilogue<BN, MODE_, RES_>(p, dm, row0, n0, M, N, s.ep[c])
+        int8_t* otile = nullptr;
+        if constexpr (OS_::ON)
+          otile = reinterpret_cast<int8_t*>(base + OS_::OFFSET) +
+                  (size_t)(c * OS_::ROWS + mb * 64) * OS_::OSTRIDE;
+        const int brow0 = tm * BM + (PP ? mb : c) * 64;
+#define I8C_SM90_EPI(MODE_, RES_) epilogue<BN, MODE_, RES_>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c)
         I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
 #undef I8C_SM90_EPI
       }
@@ -338,7 +376,8 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   CUtensorMap ma, mb;
   if (const char* e = make_map(&ma, A, M, K, BM)) return e;
   if (const char* e = make_map(&mb, B, N, K, BN)) return e;
-  size_t smem = sizeof(Smem<BM, BN, STAGES>) + 1024;
+  using OS_ = OutStage<BM, BN, STAGES, PP>;
+  size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, STAGES>)) + 1024;
   auto kern = gemm_kernel<BM, BN, STAGES, PP>;
   static bool attr_set = false;  // per instantiation
   if (!attr_set) {

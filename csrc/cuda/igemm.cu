@@ -260,6 +260,36 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 
   // ---- fused epilogue ----
   if constexpr (!DP4A) {
+    if (p.mode != FLOAT_OUT) {  // int8 out: stage the tile in smem, then 16-byte coalesced stores
+      constexpr int OS = BN + 16;
+      int8_t* otile = smem + 16 * BN;
+#define I8C_IG_STAGE(MODE_, RES_)                                                                    \
+  _Pragma("unroll") for (int mi = 0; mi < MI; ++mi) {                                                \
+    int lr = wm * WTM + mi * 16 + (lane >> 2);                                                       \
+    int r0 = m0 + lr;                                                                                \
+    _Pragma("unroll") for (int ni = 0; ni < NI; ++ni) {                                              \
+      int cl = wn * WTN + ni * 8 + 2 * (lane & 3);                                                   \
+      int col = n0 + cl;                                                                             \
+      bool v0 = col < s.Og, v1 = col + 1 < s.Og;                                                     \
+      int ch = g * s.Og + col;                                                                       \
+      const int32_t* a = &acc[(mi * NI + ni) * 4];                                                   \
+      ChanP q0 = chan_from(ep, BN, cl), q1 = chan_from(ep, BN, cl + 1);                              \
+      *reinterpret_cast<char2*>(otile + lr * OS + cl) = epi_pair_i8<MODE_, RES_>(                    \
+          p, r0, ch, a[0], a[1], v0 && r0 < s.M, v1 && r0 < s.M, q0, q1);                            \
+      *reinterpret_cast<char2*>(otile + (lr + 8) * OS + cl) = epi_pair_i8<MODE_, RES_>(              \
+          p, r0 + 8, ch, a[2], a[3], v0 && r0 + 8 < s.M, v1 && r0 + 8 < s.M, q0, q1);                \
+    }                                                                                                \
+  }
+      if (p.mode == INT8_FLOAT) {
+        if (p.residual) { I8C_IG_STAGE(INT8_FLOAT, true) } else { I8C_IG_STAGE(INT8_FLOAT, false) }
+      } else {
+        if (p.residual) { I8C_IG_STAGE(INT8_FIXED, true) } else { I8C_IG_STAGE(INT8_FIXED, false) }
+      }
+#undef I8C_IG_STAGE
+      __syncthreads();
+      copy_out_i8(p, otile, OS, BM, BN, m0, g * s.Og + n0, s.M, g * s.Og + s.Og, tid, NT);
+      return;
+    }
 #define I8C_IG_EPI(MODE_, RES_)                                                              \
   _Pragma("unroll") for (int mi = 0; mi < MI; ++mi) {                                        \
     int r0 = m0 + wm * WTM + mi * 16 + (lane >> 2);                                          \
