@@ -111,60 +111,73 @@ inline __m512i bf16_bits(__m512 v) {                   // rne to bf16, in the lo
   return _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb), 16);
 }
 
+// Column-vector outer, rows inner: the per-channel parameters of 16 columns are loaded once per
+// call (a call covers up to 6 rows of a microtile, or a whole depthwise row).
 void epi_rows_avx512(const Epi& e, const int32_t* acc, int64_t ldacc, int64_t row0, int64_t rows,
                      int64_t n0, int64_t ncols) {
   const __m512 lo = _mm512_set1_ps(e.lo_f), hi = _mm512_set1_ps(e.hi_f);
-  for (int64_t r = 0; r < rows; ++r) {
-    const int32_t* a = acc + r * ldacc;
-    const int64_t m = row0 + r;
-    const int8_t* rs = e.res ? e.res + m * e.ldr + n0 : nullptr;
-    for (int64_t j = 0; j < ncols; j += 16) {
-      const __mmask16 k = tail_mask(ncols - j);
-      const __m512i va = _mm512_maskz_loadu_epi32(k, a + j);
-      const int64_t n = n0 + j;
-      if (e.kind == OUT_I8_FIXED) {
-        const __m512i mu = _mm512_maskz_loadu_epi32(k, e.mult + n);
-        __m512i pe = _mm512_mul_epi32(va, mu);
-        __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(va, 32), _mm512_srli_epi64(mu, 32));
-        if (rs) {
-          const __m512i r32 = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, rs + j));
-          const __m512i rm = _mm512_maskz_loadu_epi32(k, e.res_mult + n);
+  const bool clamp = !(e.lo_f == -INFINITY && e.hi_f == INFINITY);
+  for (int64_t j = 0; j < ncols; j += 16) {
+    const __mmask16 k = tail_mask(ncols - j);
+    const int64_t n = n0 + j;
+    const int32_t* a = acc + j;
+    if (e.kind == OUT_I8_FIXED) {
+      const __m512i mu = _mm512_maskz_loadu_epi32(k, e.mult + n);
+      const __m512i mu_o = _mm512_srli_epi64(mu, 32);
+      const __m512i rm = e.res ? _mm512_maskz_loadu_epi32(k, e.res_mult + n) : _mm512_setzero_si512();
+      const __m512i rm_o = _mm512_srli_epi64(rm, 32);
+      const __m512i sh = _mm512_maskz_loadu_epi32(k, e.shift + n);
+      const __m512i one = _mm512_set1_epi64(1);
+      const __m512i she = _mm512_and_si512(sh, _mm512_set1_epi64(0xffffffffLL));
+      const __m512i sho = _mm512_srli_epi64(sh, 32);
+      const __m512i rnd_e = _mm512_sllv_epi64(one, _mm512_sub_epi64(she, one));   // 0 for shift 0
+      const __m512i rnd_o = _mm512_sllv_epi64(one, _mm512_sub_epi64(sho, one));
+      const __m512i lo64 = _mm512_set1_epi64(e.lo_i), hi64 = _mm512_set1_epi64(e.hi_i);
+      const __m512i low32 = _mm512_set1_epi64(0xffffffffLL);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t m = row0 + r;
+        const __m512i va = _mm512_maskz_loadu_epi32(k, a + r * ldacc);
+        __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(va, mu), rnd_e);
+        __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(va, 32), mu_o), rnd_o);
+        if (e.res) {
+          const __m512i r32 = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, e.res + m * e.ldr + n));
           pe = _mm512_add_epi64(pe, _mm512_mul_epi32(r32, rm));
-          po = _mm512_add_epi64(po, _mm512_mul_epi32(_mm512_srli_epi64(r32, 32), _mm512_srli_epi64(rm, 32)));
+          po = _mm512_add_epi64(po, _mm512_mul_epi32(_mm512_srli_epi64(r32, 32), rm_o));
         }
-        const __m512i sh = _mm512_maskz_loadu_epi32(k, e.shift + n);
-        const __m512i one = _mm512_set1_epi64(1);
-        const __m512i she = _mm512_and_si512(sh, _mm512_set1_epi64(0xffffffffLL));
-        const __m512i sho = _mm512_srli_epi64(sh, 32);
-        pe = _mm512_srav_epi64(_mm512_add_epi64(pe, _mm512_sllv_epi64(one, _mm512_sub_epi64(she, one))), she);
-        po = _mm512_srav_epi64(_mm512_add_epi64(po, _mm512_sllv_epi64(one, _mm512_sub_epi64(sho, one))), sho);
-        const __m512i lo64 = _mm512_set1_epi64(e.lo_i), hi64 = _mm512_set1_epi64(e.hi_i);
-        pe = _mm512_min_epi64(_mm512_max_epi64(pe, lo64), hi64);
-        po = _mm512_min_epi64(_mm512_max_epi64(po, lo64), hi64);
-        const __m512i y = _mm512_or_si512(_mm512_and_si512(pe, _mm512_set1_epi64(0xffffffffLL)),
-                                          _mm512_slli_epi64(po, 32));
+        pe = _mm512_min_epi64(_mm512_max_epi64(_mm512_srav_epi64(pe, she), lo64), hi64);
+        po = _mm512_min_epi64(_mm512_max_epi64(_mm512_srav_epi64(po, sho), lo64), hi64);
+        const __m512i y = _mm512_or_si512(_mm512_and_si512(pe, low32), _mm512_slli_epi64(po, 32));
         store_i8x16((int8_t*)e.out + m * e.ldo + n, k, y);
-        continue;
       }
-      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(va), _mm512_maskz_loadu_ps(k, e.scale + n));
-      if (e.kind == OUT_I8_FLOAT) {
-        if (rs) {
-          const __m512 rv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, rs + j)));
-          v = _mm512_add_ps(v, _mm512_mul_ps(rv, _mm512_set1_ps(e.res_scale)));
+      continue;
+    }
+    const __m512 sc = _mm512_maskz_loadu_ps(k, e.scale + n);
+    if (e.kind == OUT_I8_FLOAT) {
+      const __m512 rsc = _mm512_set1_ps(e.res_scale);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t m = row0 + r;
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, a + r * ldacc)), sc);
+        if (e.res) {
+          const __m512 rv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, e.res + m * e.ldr + n)));
+          v = _mm512_add_ps(v, _mm512_mul_ps(rv, rsc));
         }
         v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-        const __m512i y = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        store_i8x16((int8_t*)e.out + m * e.ldo + n, k, y);
+        store_i8x16((int8_t*)e.out + m * e.ldo + n, k,
+                    _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      }
+      continue;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t m = row0 + r;
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, a + r * ldacc)), sc);
+      if (clamp) v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+      if (e.kind == OUT_F32) {
+        store_f32x16((float*)e.out + m * e.ldo + n, k, v);
+      } else if (e.kind == OUT_BF16) {
+        store_u16x16((uint16_t*)e.out + m * e.ldo + n, k, _mm512_cvtepi32_epi16(bf16_bits(v)));
       } else {
-        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-        if (e.kind == OUT_F32) {
-          store_f32x16((float*)e.out + m * e.ldo + n, k, v);
-        } else if (e.kind == OUT_BF16) {
-          store_u16x16((uint16_t*)e.out + m * e.ldo + n, k, _mm512_cvtepi32_epi16(bf16_bits(v)));
-        } else {
-          store_u16x16((uint16_t*)e.out + m * e.ldo + n, k,
-                       _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        }
+        store_u16x16((uint16_t*)e.out + m * e.ldo + n, k,
+                     _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
       }
     }
   }
