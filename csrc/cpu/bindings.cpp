@@ -248,6 +248,41 @@ void conv_gather(const void* vctx, int64_t m0, int64_t rows, int64_t k0, int64_t
   // divisions once per call; rows and taps are then walked incrementally
   const int64_t t0 = k0 / Cg, ch0 = k0 % Cg, kh0 = t0 / KW, kw0 = t0 % KW;
   int64_t n = m0 / ohw, oh = (m0 % ohw) / c.OW, ow = (m0 % ohw) % c.OW;
+  if (runs && k0 == 0 && k1 == c.KH * KW * Cg) {
+    // whole rows (the usual case: K fits one K block): per kernel row, one copy of the valid taps
+    const int64_t rowlen = KW * Cg;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t ih0 = oh * c.sh - c.pt, iw0 = ow * c.sw - c.pl;
+      int64_t kwlo = 0, kwhi = KW;
+      while (kwlo < KW && iw0 + kwlo < 0) ++kwlo;
+      while (kwhi > kwlo && iw0 + kwhi - 1 >= c.W) --kwhi;
+      const int8_t* xn = c.x + n * c.H * c.W * c.C;
+      int8_t* d = dst + r * ldd;
+      for (int64_t kh = 0; kh < c.KH; ++kh, d += rowlen) {
+        const int64_t ih = ih0 + kh * c.dh;
+        if (ih < 0 || ih >= c.H || kwlo >= kwhi) {
+          std::memset(d, 0, (size_t)rowlen);
+          continue;
+        }
+        if (kwlo > 0) std::memset(d, 0, (size_t)(kwlo * Cg));
+        const int8_t* src = xn + (ih * c.W + iw0 + kwlo) * c.C;
+        const int64_t len = (kwhi - kwlo) * Cg;
+        int8_t* dd = d + kwlo * Cg;
+        if (len <= 32 && src + 32 <= c.x_end) {        // see the general case below
+          std::memcpy(dd, src, 16);
+          std::memcpy(dd + 16, src + 16, 16);
+        } else {
+          std::memcpy(dd, src, (size_t)len);
+        }
+        if (kwhi < KW) std::memset(d + kwhi * Cg, 0, (size_t)((KW - kwhi) * Cg));
+      }
+      if (++ow == c.OW) {
+        ow = 0;
+        if (++oh == c.OH) { oh = 0; ++n; }
+      }
+    }
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t ih0 = oh * c.sh - c.pt, iw0 = ow * c.sw - c.pl;
     int64_t kwlo = 0, kwhi = KW;                  // valid kw range (iw in [0, W))
