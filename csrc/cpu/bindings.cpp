@@ -241,7 +241,26 @@ struct ConvCtx {
   int KH, KW, sh, sw, pt, pl, dh, dw;
 };
 
-void conv_gather(const void* vctx, int64_t m0, int64_t rows, int64_t k0, int64_t k1, int8_t* dst, int64_t ldd) {
+// Byte moves of the gather; flip = 0x80 stores x ^ 0x80 (see GatherFn).
+inline void fill_bytes(int8_t* d, int64_t len, uint8_t flip) { std::memset(d, flip, (size_t)len); }
+
+inline void copy_bytes(int8_t* d, const int8_t* s, int64_t len, uint8_t flip, const int8_t* s_end) {
+  if (len <= 32 && s + 32 <= s_end) {
+    // short runs (few channels): fixed 32-byte moves instead of a memcpy call; the bytes written past
+    // `len` land in columns (or the next row) that are written afterwards, or in the row slack
+    int8_t tmp[32];
+    std::memcpy(tmp, s, 32);
+    for (int i = 0; i < 32; ++i) tmp[i] = (int8_t)(tmp[i] ^ flip);
+    std::memcpy(d, tmp, 32);
+  } else if (flip) {
+    for (int64_t i = 0; i < len; ++i) d[i] = (int8_t)(s[i] ^ flip);
+  } else {
+    std::memcpy(d, s, (size_t)len);
+  }
+}
+
+void conv_gather(const void* vctx, int64_t m0, int64_t rows, int64_t k0, int64_t k1, int8_t* dst, int64_t ldd,
+                 uint8_t flip) {
   const ConvCtx& c = *(const ConvCtx*)vctx;
   const int64_t ohw = c.OH * c.OW, Cg = c.Cg, KW = c.KW;
   const bool runs = Cg == c.C && c.dw == 1;       // taps of one kernel row are contiguous in x
@@ -261,20 +280,15 @@ void conv_gather(const void* vctx, int64_t m0, int64_t rows, int64_t k0, int64_t
       for (int64_t kh = 0; kh < c.KH; ++kh, d += rowlen) {
         const int64_t ih = ih0 + kh * c.dh;
         if (ih < 0 || ih >= c.H || kwlo >= kwhi) {
-          std::memset(d, 0, (size_t)rowlen);
+          fill_bytes(d, rowlen, flip);
           continue;
         }
-        if (kwlo > 0) std::memset(d, 0, (size_t)(kwlo * Cg));
+        if (kwlo > 0) fill_bytes(d, kwlo * Cg, flip);
         const int8_t* src = xn + (ih * c.W + iw0 + kwlo) * c.C;
         const int64_t len = (kwhi - kwlo) * Cg;
         int8_t* dd = d + kwlo * Cg;
-        if (len <= 32 && src + 32 <= c.x_end) {        // see the general case below
-          std::memcpy(dd, src, 16);
-          std::memcpy(dd + 16, src + 16, 16);
-        } else {
-          std::memcpy(dd, src, (size_t)len);
-        }
-        if (kwhi < KW) std::memset(d + kwhi * Cg, 0, (size_t)((KW - kwhi) * Cg));
+        copy_bytes(dd, src, len, flip, c.x_end);
+        if (kwhi < KW) fill_bytes(d + kwhi * Cg, (KW - kwhi) * Cg, flip);
       }
       if (++ow == c.OW) {
         ow = 0;
@@ -296,22 +310,14 @@ void conv_gather(const void* vctx, int64_t m0, int64_t rows, int64_t k0, int64_t
       int64_t len;
       if (ih < 0 || ih >= c.H) {                  // whole kernel row is padding
         len = std::min((KW - kw) * Cg - ch, k1 - k);
-        std::memset(d + k, 0, (size_t)len);
+        fill_bytes(d + k, len, flip);
       } else if (kw < kwlo || kw >= kwhi) {       // this tap is padding
         len = std::min(Cg - ch, k1 - k);
-        std::memset(d + k, 0, (size_t)len);
+        fill_bytes(d + k, len, flip);
       } else {
         const int8_t* src = xn + (ih * c.W + iw0 + kw * c.dw) * c.C + ch;
         len = std::min(runs ? (kwhi - kw) * Cg - ch : Cg - ch, k1 - k);
-        if (len <= 32 && src + 32 <= c.x_end) {
-          // short runs (few channels): two fixed 16-byte moves instead of a memcpy call; bytes written
-          // past `len` land in columns (or the next row) that are written afterwards, or in the
-          // slack the GEMM's gather buffer keeps after its last row
-          std::memcpy(d + k, src, 16);
-          std::memcpy(d + k + 16, src + 16, 16);
-        } else {
-          std::memcpy(d + k, src, (size_t)len);
-        }
+        copy_bytes(d + k, src, len, flip, c.x_end);
       }
       k += len;
       ch += len;

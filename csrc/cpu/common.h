@@ -39,9 +39,11 @@ struct Epi {
 };
 
 // A operand: either rows of a strided int8 matrix, or a gather callback (implicit im2col) that
-// writes rows [m0, m0+rows) x columns [k0, k1) into dst (row stride ldd).
+// writes rows [m0, m0+rows) x columns [k0, k1) into dst (row stride ldd), every byte XORed with
+// `flip` (0x80 gives the VNNI path its unsigned operand directly; padding becomes 0 ^ flip). It may
+// write up to 32 bytes past the end of a row (the caller keeps 64 bytes of slack after the last).
 typedef void (*GatherFn)(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t k1,
-                         int8_t* dst, int64_t ldd);
+                         int8_t* dst, int64_t ldd, uint8_t flip);
 
 struct GemmProblem {
   int64_t M = 0, N = 0, K = 0;

@@ -73,7 +73,7 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
     const int64_t kcl = (Kp - k0) < p.kc ? (Kp - k0) : p.kc;        // even
     const int64_t kvalid = (K - k0) < kcl ? (K - k0) : kcl;
     const bool first = k0 == 0, last = k0 + kcl >= Kp;
-    if (p.gather) p.gather(p.gather_ctx, m0, rows, k0, k0 + kvalid, gbuf, kcl);
+    if (p.gather) p.gather(p.gather_ctx, m0, rows, k0, k0 + kvalid, gbuf, kcl, 0);
     for (int64_t r = 0; r < rows; ++r) {
       const int8_t* src = p.gather ? gbuf + r * kcl : p.a + (m0 + r) * p.lda + k0;
       int16_t* dst = apack + r * kcl;

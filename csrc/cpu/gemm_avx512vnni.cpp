@@ -190,7 +190,6 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   const int64_t rows = m1 - m0;
   uint8_t* apack = (uint8_t*)s_a.get((size_t)(p.mc * p.kc) + 64);
   int32_t* cbuf = (int32_t*)s_c.get((size_t)(p.mc * p.nc) * sizeof(int32_t));
-  int8_t* gbuf = p.gather ? (int8_t*)s_g.get((size_t)(p.mc * p.kc) + 64) : nullptr;
   const int8_t* bp = (const int8_t*)p.bpack;
   const __m512i flip = _mm512_set1_epi8((char)0x80);
   const int64_t nend = n1 < N16 ? (n1 + 15) / 16 * 16 : N16;
@@ -198,9 +197,11 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
     const int64_t kcl = (Kp - k0) < p.kc ? (Kp - k0) : p.kc;        // multiple of 4
     const int64_t kvalid = (K - k0) < kcl ? (K - k0) : kcl;
     const bool first = k0 == 0, last = k0 + kcl >= Kp;
-    if (p.gather) p.gather(p.gather_ctx, m0, rows, k0, k0 + kvalid, gbuf, kcl);
-    for (int64_t r = 0; r < rows; ++r) {
-      const int8_t* src = p.gather ? gbuf + r * kcl : p.a + (m0 + r) * p.lda + k0;
+    // a gather (convolution) writes the packed, sign-flipped block directly; columns [kvalid, kcl)
+    // stay as they are: they meet zero weights
+    if (p.gather) p.gather(p.gather_ctx, m0, rows, k0, k0 + kvalid, (int8_t*)apack, kcl, 0x80);
+    for (int64_t r = 0; r < (p.gather ? 0 : rows); ++r) {
+      const int8_t* src = p.a + (m0 + r) * p.lda + k0;
       uint8_t* dst = apack + r * kcl;
       int64_t k = 0;
       for (; k + 64 <= kvalid; k += 64)

@@ -23,7 +23,7 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   for (int64_t m = m0; m < m1; ++m) {
     const int8_t* a;
     if (p.gather) {
-      p.gather(p.gather_ctx, m, 1, 0, K, row, K);
+      p.gather(p.gather_ctx, m, 1, 0, K, row, K, 0);
       a = row;
     } else {
       a = p.a + m * p.lda;
