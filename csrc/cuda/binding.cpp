@@ -48,6 +48,13 @@ i8c::EpiParams make_epi(at::Tensor& out, const OptT& bias, const at::Tensor& sca
   return p;
 }
 
+int vec_width(int cg, const at::Tensor& x, const at::Tensor& w) {
+  auto px = (uintptr_t)x.data_ptr(), pw = (uintptr_t)w.data_ptr();
+  if (cg % 16 == 0 && px % 16 == 0 && pw % 16 == 0) return 16;
+  if (cg % 4 == 0 && px % 4 == 0 && pw % 4 == 0) return 4;
+  return 1;
+}
+
 void check(const char* err) { TORCH_CHECK(err == nullptr, "int8compile cuda kernel: ", err); }
 
 int num_sms() {
@@ -80,7 +87,7 @@ void linear(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
   s.OH = 1; s.OW = 1; s.O = N; s.Og = N;
   s.sh = 1; s.sw = 1; s.pt = 0; s.pl = 0; s.dh = 1; s.dw = 1;
   s.M = M; s.K = K; s.groups = 1;
-  bool vec = (K % 16 == 0) && ((uintptr_t)x.data_ptr() % 16 == 0) && ((uintptr_t)w.data_ptr() % 16 == 0);
+  int vec = vec_width(K, x, w);
   int a = algo == 1 ? 0 : (algo == 2 ? 1 : 2);
   check(i8c::igemm(a, s, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), p, vec, stream));
 }
@@ -109,7 +116,7 @@ void conv2d(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
     check(i8c::depthwise(s, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), p, stream));
     return;
   }
-  bool vec = (s.Cg % 16 == 0) && ((uintptr_t)x.data_ptr() % 16 == 0) && ((uintptr_t)w.data_ptr() % 16 == 0);
+  int vec = vec_width(s.Cg, x, w);
   check(i8c::igemm((int)algo, s, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), p, vec, stream));
 }
 

@@ -400,7 +400,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
 
 // cfg: 0 = 128x256 (4 stages), 1 = 128x128 (6 stages), 2 = 64x128 (8 stages), 3 = 128x192 (4 stages),
 //      4 = ping-pong 128x128 per consumer (6 stages), 5 = ping-pong 64x256 (5 stages),
-//      6 = ping-pong 64x128 (8 stages), 7 = 64x64 (8 stages, small M)
+//      6 = ping-pong 64x128 (8 stages), 7 = 64x64 (8 stages, small M), 8 = 64x32 (8 stages, small M)
 const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                       int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream) {
   switch (cfg) {
@@ -412,6 +412,7 @@ const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, i
     case 5: return sm90::launch<64, 256, 5, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
     case 6: return sm90::launch<64, 128, 8, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
     case 7: return sm90::launch<64, 64, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 8: return sm90::launch<64, 32, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
     default: return "unknown sm90 tile config";
   }
 }

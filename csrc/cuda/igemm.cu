@@ -24,6 +24,16 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_b
   *reinterpret_cast<int4*>(dst) = v;
 #endif
 }
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, int src_bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
+               : "memory");
+#else
+  uint32_t v = 0;
+  if (src_bytes) v = *reinterpret_cast<const uint32_t*>(src);
+  *reinterpret_cast<uint32_t*>(dst) = v;
+#endif
+}
 __device__ __forceinline__ void cp_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;" ::: "memory");
@@ -69,7 +79,8 @@ __device__ __forceinline__ long long a_offset(const ConvShape& s, long long base
   return base + ((long long)ih * s.W + iw) * s.C + c;
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, bool CONV, bool VEC, bool DP4A>
+// VEC: 16 = 16-byte gathers (Cg % 16 == 0), 4 = 4-byte gathers (Cg % 4 == 0), 1 = byte gathers.
+template <int BM, int BN, int WARPS_M, int WARPS_N, bool CONV, int VEC, bool DP4A>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     igemm_kernel(ConvShape s, const int8_t* __restrict__ x, const int8_t* __restrict__ w, EpiParams p) {
   constexpr int NT = WARPS_M * WARPS_N * 32;
@@ -126,9 +137,37 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       int q = tid + i * NT, row = q >> 2, kc = q & 3;
       int k = kt * BK + kc * 16;
       int8_t* dst = dA + swz(row, kc);
-      if (VEC) {
+      if constexpr (VEC == 16) {
         long long off = (a_ok[i] && k < s.K) ? a_offset<CONV>(s, a_base[i], a_ih0[i], a_iw0[i], k) : -1;
         cp_async16(dst, off >= 0 ? x + off : x, off >= 0 ? 16 : 0);
+      } else if constexpr (VEC == 4) {
+        if (CONV) {
+          int t = k / s.Cg;
+          int c = k - t * s.Cg;
+          int kh = t / s.KW;
+          int kw = t - kh * s.KW;
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            long long off = -1;
+            if (a_ok[i] && k + 4 * e < s.K) {
+              int ih = a_ih0[i] + kh * s.dh, iw = a_iw0[i] + kw * s.dw;
+              if ((unsigned)ih < (unsigned)s.H && (unsigned)iw < (unsigned)s.W)
+                off = a_base[i] + ((long long)ih * s.W + iw) * s.C + c;
+            }
+            cp_async4(dst + 4 * e, off >= 0 ? x + off : x, off >= 0 ? 4 : 0);
+            c += 4;
+            if (c == s.Cg) {
+              c = 0;
+              if (++kw == s.KW) { kw = 0; ++kh; }
+            }
+          }
+        } else {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            bool ok = a_ok[i] && k + 4 * e < s.K;
+            cp_async4(dst + 4 * e, ok ? x + a_base[i] + k + 4 * e : x, ok ? 4 : 0);
+          }
+        }
       } else {  // byte gathers (Cg % 16 != 0): (kh, kw, c) stepped incrementally, one division per chunk
         uint32_t wv[4] = {0, 0, 0, 0};
         if (a_ok[i] && k < s.K) {
@@ -164,9 +203,15 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       int q = tid + i * NT, row = q >> 2, kc = q & 3;
       int k = kt * BK + kc * 16;
       int8_t* dst = dB + swz(row, kc);
-      if (VEC) {
+      if constexpr (VEC == 16) {
         bool ok = b_ok[i] && k < s.K;
         cp_async16(dst, ok ? w + b_base[i] + k : w, ok ? 16 : 0);
+      } else if constexpr (VEC == 4) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          bool ok = b_ok[i] && k + 4 * e < s.K;
+          cp_async4(dst + 4 * e, ok ? w + b_base[i] + k + 4 * e : w, ok ? 4 : 0);
+        }
       } else {
         uint32_t wv[4] = {0, 0, 0, 0};
 #pragma unroll
@@ -326,7 +371,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, bool DP4A>
 static const char* launch(const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p, bool conv,
-                          bool vec, cudaStream_t stream) {
+                          int vec, cudaStream_t stream) {
   dim3 grid((s.M + BM - 1) / BM, (s.Og + BN - 1) / BN, s.groups);
   if (grid.y > 65535 || grid.z > 65535) return "grid too large";
   int threads = WARPS_M * WARPS_N * 32;
@@ -340,9 +385,9 @@ static const char* launch(const ConvShape& s, const int8_t* x, const int8_t* w, 
     k<<<grid, threads, smem, stream>>>(s, x, w, p);                                                     \
   }
   if (conv) {
-    if (vec) I8C_L(true, true) else I8C_L(true, false)
+    if (vec == 16) I8C_L(true, 16) else if (vec == 4) I8C_L(true, 4) else I8C_L(true, 1)
   } else {
-    if (vec) I8C_L(false, true) else I8C_L(false, false)
+    if (vec == 16) I8C_L(false, 16) else if (vec == 4) I8C_L(false, 4) else I8C_L(false, 1)
   }
 #undef I8C_L
   cudaError_t e = cudaGetLastError();
@@ -400,7 +445,7 @@ __global__ void __launch_bounds__(256) dw_kernel(ConvShape s, const int8_t* __re
 
 }  // namespace ig
 
-const char* igemm(int algo, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p, bool vec16,
+const char* igemm(int algo, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p, int vec16,
                   cudaStream_t stream) {
   bool conv = !(s.KH == 1 && s.KW == 1 && s.H == 1 && s.W == 1 && s.OH == 1 && s.OW == 1 && s.groups == 1 &&
                 s.pt == 0 && s.pl == 0);

@@ -15,9 +15,10 @@ const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, i
 
 // mma.sync (sm80+) / dp4a (sm61+) implicit GEMM for conv2d and linear.
 // algo: 0 = mma.sync 128x128 tile, 1 = mma.sync 64x64 tile (small M), 2 = dp4a 128x128.
-// vec16: operands may be fetched in 16-byte chunks (Cg % 16 == 0, 16-byte aligned pointers).
+// vec: gather width in bytes: 16 (Cg % 16 == 0, 16-byte aligned pointers), 4 (Cg % 4 == 0, 4-byte
+// aligned) or 1.
 const char* igemm(int algo, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
-                  bool vec16, cudaStream_t stream);
+                  int vec, cudaStream_t stream);
 
 // Depthwise conv (groups == C == O).
 const char* depthwise(const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,

@@ -209,7 +209,7 @@ def _num_sms(dev: int) -> int:
 
 
 SM90_TILES = {0: (128, 256), 1: (128, 128), 2: (64, 128), 3: (128, 192), 4: (128, 128), 5: (64, 256),
-              6: (64, 128), 7: (64, 64)}
+              6: (64, 128), 7: (64, 64), 8: (64, 32)}
 
 
 def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
@@ -224,7 +224,7 @@ def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
     if env is not None:
         cfg = int(env)
     elif M <= 64:
-        cfg = 7
+        cfg = 7 if tiles(7) >= sms else 8
     elif tiles(1) >= (3 * sms) // 4:
         cfg = 1
     else:
@@ -327,6 +327,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
         return out
     depthwise = groups == C == O and Cg == 1 and xc.data_ptr() % 4 == 0
     pointwise = KH == KW == 1 and groups == 1 and not any(padding) and C % 16 == 0
+    auto_pad = algo == "auto"
     if algo == "auto":
         algo = _algo()
         if algo in ("sm90", "auto"):
@@ -354,6 +355,15 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
         return out
     if algo == "depthwise" and not depthwise:
         algo = "mma"
+    if algo in ("mma", "mma64") and groups == 1 and C % 4 and C < 16 and auto_pad:
+        # few input channels (the RGB stem): zero-pad C to a multiple of 4 so the loader can use
+        # 4-byte gathers instead of byte gathers; zero channels add nothing to the sums (exact)
+        c4 = -(-C // 4) * 4
+        xp = torch.zeros((Nb, c4, H, W), dtype=torch.int8, device=dev, memory_format=torch.channels_last)
+        xp[:, :C] = xc
+        wp = torch.zeros((O, KH, KW, c4), dtype=torch.int8, device=dev)
+        wp[..., :C] = w
+        xc, w = xp, wp
     code = {"mma": 0, "mma64": 1, "dp4a": 2, "depthwise": 3}[algo]
     m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
              groups, code)
