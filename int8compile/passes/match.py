@@ -74,15 +74,16 @@ def _mm(node: fx.Node, ctx: PassContext):
 @dataclass(frozen=True)
 class Anchor:
     target: object
+    kind: str                             # "conv" | "linear"
     weight_arg: int                       # which argument holds the weight (for the layer's name)
     input_arg: int                        # which argument is the activation
     build: Callable
 
 
 ANCHORS = {a.target: a for a in (
-    Anchor(aten.convolution.default, weight_arg=1, input_arg=0, build=_conv),
-    Anchor(aten.addmm.default, weight_arg=2, input_arg=1, build=_addmm),
-    Anchor(aten.mm.default, weight_arg=1, input_arg=0, build=_mm),
+    Anchor(aten.convolution.default, "conv", weight_arg=1, input_arg=0, build=_conv),
+    Anchor(aten.addmm.default, "linear", weight_arg=2, input_arg=1, build=_addmm),
+    Anchor(aten.mm.default, "linear", weight_arg=1, input_arg=0, build=_mm),
 )}
 
 
@@ -164,8 +165,8 @@ def match(gm: fx.GraphModule, ctx: PassContext) -> fx.GraphModule:
         spec = anchor.build(node, ctx)
         if isinstance(spec, str):
             counters["rejected"] += 1
-            ctx.rejected.append(LayerSpec(name=name, kind="conv" if "conv" in spec else "linear",
-                                          weight=torch.empty(0), bias=None, quantize=False, reason=spec))
+            ctx.rejected.append(LayerSpec(name=name, kind=anchor.kind, weight=torch.empty(0), bias=None,
+                                          quantize=False, reason=spec))
             continue
         spec.name = name
         spec.fused = list(node.meta.get("int8_fused", []))
