@@ -359,7 +359,8 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
         # few input channels (the RGB stem): zero-pad C to a multiple of 4 so the loader can use
         # 4-byte gathers instead of byte gathers; zero channels add nothing to the sums (exact)
         c4 = -(-C // 4) * 4
-        xp = torch.zeros((Nb, c4, H, W), dtype=torch.int8, device=dev, memory_format=torch.channels_last)
+        xp = torch.empty((Nb, c4, H, W), dtype=torch.int8, device=dev, memory_format=torch.channels_last)
+        xp[:, C:] = 0
         xp[:, :C] = xc
         wp = torch.zeros((O, KH, KW, c4), dtype=torch.int8, device=dev)
         wp[..., :C] = w
