@@ -219,12 +219,13 @@ def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
         bm, bn = SM90_TILES[cfg]
         return -(-M // bm) * -(-N // bn)
     # Measured on H100 (benchmarks/results/cuda_*.md): the cooperative 128x128 tile is best once it
-    # gives ~a wave of CTAs; 64x128 below that; 64x64 for M <= 64. The ping-pong configs (4-6) and
+    # gives ~a wave of CTAs; 64x128 below that; 64x64 for M <= 64 (64x32 measured slower). The ping-pong
+    # configs (4-6) and
     # split-K (atomic int32 reduction) were slower everywhere measured, so they are opt-in only.
     if env is not None:
         cfg = int(env)
     elif M <= 64:
-        cfg = 7 if tiles(7) >= sms else 8
+        cfg = 7
     elif tiles(1) >= (3 * sms) // 4:
         cfg = 1
     else:
