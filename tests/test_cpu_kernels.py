@@ -127,6 +127,9 @@ CONV_SHAPES = [  # N, C, H, W, O, KH, KW, stride, padding (t, b, l, r), dilation
     (1, 17, 13, 11, 17, 5, 5, (2, 2), (1, 2, 2, 1), (1, 1), 17),   # depthwise 5x5 s2 asym
     (1, 24, 10, 10, 24, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2), 24),   # depthwise dilation 2
     (1, 4, 7, 7, 8, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 4),        # depthwise, channel multiplier 2
+    (2, 64, 9, 20, 64, 3, 3, (2, 2), (0, 0, 0, 0), (1, 1), 64),    # depthwise, no padding, stride 2
+    (1, 33, 3, 3, 33, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1), 33),     # depthwise, kernel larger than input
+    (1, 8, 6, 11, 8, 3, 3, (1, 2), (0, 2, 3, 0), (1, 1), 8),       # depthwise, one-sided padding
     (1, 3, 20, 20, 16, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),     # ResNet stem
     (1, 130, 6, 6, 20, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),     # K = 1170 > one K block
     (1, 5, 3, 3, 6, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1), 1),        # kernel larger than input

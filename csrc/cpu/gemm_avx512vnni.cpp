@@ -231,12 +231,12 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   }
 }
 
-// Depthwise (channel multiplier 1).  Per output row: the KH input rows it needs are copied into
-// zero-padded row buffers (padding columns and rows outside the image are zeros), so every tap of
-// every pixel is a plain load.  Taps are processed in pairs with vpdpwssd (int16 pairs -> int32): for
-// 32 channels, the sign-extended int16 inputs of taps a and b are interleaved by vpunpck{l,h}wd, which
-// yields per-channel (x_a, x_b) pairs in a lane-permuted channel order; the weights were interleaved the
-// same way, and the two accumulators are put back into channel order once per pixel.
+// Depthwise (channel multiplier 1).  Taps are processed in pairs with vpdpwssd (int16 pairs -> int32):
+// for 32 channels, the sign-extended int16 inputs of taps a and b are interleaved by vpunpck{l,h}wd,
+// which yields per-channel (x_a, x_b) pairs in a lane-permuted channel order; the weights were
+// interleaved the same way, and the two accumulators are put back into channel order once per pixel.
+// Interior pixels (every tap inside the row) load straight from the input (rows above/below the image
+// read a zero row); border pixels read a zero-padded copy of just the border pixels of each input row.
 void dw_rows(const DwProblem& p, int64_t r0, int64_t r1) {
   static thread_local Scratch s_buf, s_rows, s_w;
   const int64_t C = p.C, OW = p.OW, W = p.W;
@@ -274,34 +274,27 @@ void dw_rows(const DwProblem& p, int64_t r0, int64_t r1) {
   }
   const __m512i perm0 = _mm512_load_si512(idx0), perm1 = _mm512_load_si512(idx1);
   const int64_t step = (int64_t)p.sw * C;                  // bytes between consecutive output pixels
-  const int8_t* tapbase[128];
-  for (int64_t row = r0; row < r1; ++row) {
-    const int64_t n = row / p.OH, oh = row % p.OH;
-    for (int kh = 0; kh < KH; ++kh) {
-      const int64_t ih = oh * p.sh - p.pt + (int64_t)kh * p.dh;
-      const int8_t* base;
-      if (ih < 0 || ih >= p.H) {
-        base = zrow;
-      } else {
-        int8_t* dst = rows + kh * rowbytes;
-        const int8_t* src = p.x + ((n * p.H + ih) * W) * C;
-        const int64_t lo = p.pl < Wp ? p.pl : Wp;                        // pixels left of the image
-        const int64_t avail = Wp - lo < W ? Wp - lo : W;
-        const int64_t ncopy = avail > 0 ? avail : 0;
-        std::memset(dst, 0, (size_t)(lo * C));
-        std::memcpy(dst + lo * C, src, (size_t)(ncopy * C));
-        std::memset(dst + (lo + ncopy) * C, 0, (size_t)((Wp - lo - ncopy) * C));
-        base = dst;
-      }
-      for (int kw = 0; kw < KW; ++kw) tapbase[kh * KW + kw] = base + (int64_t)kw * p.dw * C;
-    }
-    for (int t = T; t < 2 * TP; ++t) tapbase[t] = zrow;           // odd tap count: pair with zeros
+  // interior pixels [ow_lo, ow_hi): iw = ow*sw - pl + kw*dw in [0, W) for every kw
+  int64_t ow_lo = (p.pl + p.sw - 1) / p.sw;
+  const int64_t lim = W - 1 + p.pl - (int64_t)(KW - 1) * p.dw;
+  int64_t ow_hi = lim < 0 ? 0 : lim / p.sw + 1;
+  if (ow_hi > OW) ow_hi = OW;
+  if (ow_lo > OW) ow_lo = OW;
+  if (ow_hi < ow_lo) ow_hi = ow_lo;
+  // padded-coordinate pixel ranges the border pixels read: [0, jl) and [jr, Wp)
+  const int64_t jl = ow_lo > 0 ? ((ow_lo - 1) * p.sw + (int64_t)(KW - 1) * p.dw + 1 < Wp ? (ow_lo - 1) * p.sw + (int64_t)(KW - 1) * p.dw + 1 : Wp) : 0;
+  const int64_t jr = ow_hi < OW ? ow_hi * p.sw : Wp;
+  const int8_t* tap_dir[128];
+  const int8_t* tap_pad[128];
+
+  auto pixels = [&](const int8_t* const* tapbase, int64_t ob, int64_t oe) {
     for (int64_t cb = 0; cb < NB; ++cb) {
       const int64_t c0 = cb * 32;
       const __mmask32 km = (C - c0) >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (C - c0)) - 1);
       const __m512i* wb = wz + cb * TP * 2;
-      int64_t ow = 0;
-      for (; ow + 2 <= OW; ow += 2) {
+      const __m512i bias0 = _mm512_loadu_si512(p.bias + c0), bias1 = _mm512_loadu_si512(p.bias + c0 + 16);
+      int64_t ow = ob;
+      for (; ow + 2 <= oe; ow += 2) {
         __m512i l0 = _mm512_setzero_si512(), h0 = l0, l1 = l0, h1 = l0;
         const int64_t o0 = ow * step + c0, o1 = o0 + step;
         for (int pi = 0; pi < TP; ++pi) {
@@ -319,12 +312,12 @@ void dw_rows(const DwProblem& p, int64_t r0, int64_t r1) {
         }
         int32_t* d0 = buf + ow * C32 + c0;
         int32_t* d1 = d0 + C32;
-        _mm512_storeu_si512(d0, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm0, h0), _mm512_loadu_si512(p.bias + c0)));
-        _mm512_storeu_si512(d0 + 16, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm1, h0), _mm512_loadu_si512(p.bias + c0 + 16)));
-        _mm512_storeu_si512(d1, _mm512_add_epi32(_mm512_permutex2var_epi32(l1, perm0, h1), _mm512_loadu_si512(p.bias + c0)));
-        _mm512_storeu_si512(d1 + 16, _mm512_add_epi32(_mm512_permutex2var_epi32(l1, perm1, h1), _mm512_loadu_si512(p.bias + c0 + 16)));
+        _mm512_storeu_si512(d0, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm0, h0), bias0));
+        _mm512_storeu_si512(d0 + 16, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm1, h0), bias1));
+        _mm512_storeu_si512(d1, _mm512_add_epi32(_mm512_permutex2var_epi32(l1, perm0, h1), bias0));
+        _mm512_storeu_si512(d1 + 16, _mm512_add_epi32(_mm512_permutex2var_epi32(l1, perm1, h1), bias1));
       }
-      for (; ow < OW; ++ow) {
+      for (; ow < oe; ++ow) {
         __m512i l0 = _mm512_setzero_si512(), h0 = l0;
         const int64_t o0 = ow * step + c0;
         for (int pi = 0; pi < TP; ++pi) {
@@ -334,10 +327,44 @@ void dw_rows(const DwProblem& p, int64_t r0, int64_t r1) {
           h0 = _mm512_dpwssd_epi32(h0, _mm512_unpackhi_epi16(a0, b0), wb[2 * pi + 1]);
         }
         int32_t* d0 = buf + ow * C32 + c0;
-        _mm512_storeu_si512(d0, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm0, h0), _mm512_loadu_si512(p.bias + c0)));
-        _mm512_storeu_si512(d0 + 16, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm1, h0), _mm512_loadu_si512(p.bias + c0 + 16)));
+        _mm512_storeu_si512(d0, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm0, h0), bias0));
+        _mm512_storeu_si512(d0 + 16, _mm512_add_epi32(_mm512_permutex2var_epi32(l0, perm1, h0), bias1));
       }
     }
+  };
+
+  for (int64_t row = r0; row < r1; ++row) {
+    const int64_t n = row / p.OH, oh = row % p.OH;
+    for (int kh = 0; kh < KH; ++kh) {
+      const int64_t ih = oh * p.sh - p.pt + (int64_t)kh * p.dh;
+      const int8_t* dir;
+      const int8_t* pad;
+      if (ih < 0 || ih >= p.H) {
+        dir = pad = zrow;
+      } else {
+        const int8_t* src = p.x + ((n * p.H + ih) * W) * C;
+        dir = src - (int64_t)p.pl * C;                     // padded-coordinate origin in x itself
+        int8_t* prow = rows + kh * rowbytes;
+        // zero-padded copy of the pixels the border outputs read
+        for (int seg = 0; seg < 2; ++seg) {
+          const int64_t j0 = seg == 0 ? 0 : (jr > jl ? jr : jl), j1 = seg == 0 ? jl : Wp;
+          for (int64_t j = j0; j < j1; ++j) {
+            const int64_t iw = j - p.pl;
+            if (iw >= 0 && iw < W) std::memcpy(prow + j * C, src + iw * C, (size_t)C);
+            else std::memset(prow + j * C, 0, (size_t)C);
+          }
+        }
+        pad = prow;
+      }
+      for (int kw = 0; kw < KW; ++kw) {
+        tap_dir[kh * KW + kw] = dir + (int64_t)kw * p.dw * C;
+        tap_pad[kh * KW + kw] = pad + (int64_t)kw * p.dw * C;
+      }
+    }
+    for (int t = T; t < 2 * TP; ++t) tap_dir[t] = tap_pad[t] = zrow;   // odd tap count: zero partner
+    pixels(tap_pad, 0, ow_lo);
+    pixels(tap_dir, ow_lo, ow_hi);
+    pixels(tap_pad, ow_hi, OW);
     epi_rows_avx512(p.epi, buf, C32, row * OW, OW, 0, C);
   }
 }
