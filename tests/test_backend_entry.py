@@ -39,3 +39,13 @@ def test_mode_and_options_reach_backend():
 def test_options_are_frozen():
     with pytest.raises(Exception):
         Options().requant = "pot"
+
+
+def test_torch_compile_mode_reaches_inductor():
+    import int8compile
+    m = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    cm = torch.compile(m, backend="int8", mode="max-autotune-no-cudagraphs")
+    with torch.no_grad():
+        int8compile.calibrate_batches(cm, [torch.randn(4, 16)], progress=False)
+        cm(torch.randn(4, 16))
+    assert int8compile.report(cm).subgraphs[0].ctx.compiled_by == "inductor max-autotune-no-cudagraphs"
