@@ -41,7 +41,16 @@ class Report:
     def __init__(self, subgraphs: list, state: str):
         self.subgraphs = subgraphs
         self.state = state
-        self.rows = [row for sub in subgraphs for row in _rows(sub)]
+        # Dynamo compiles a region again for a new shape or grad mode: list its layers once
+        first: dict[tuple, int] = {}
+        self.recompiles: dict[int, int] = {}                 # graph index -> the graph it repeats
+        for sub in subgraphs:
+            names = tuple(sorted(spec.name for spec in sub.ctx.layers.values()))
+            if names and names in first:
+                self.recompiles[sub.index] = first[names]
+            else:
+                first.setdefault(names, sub.index)
+        self.rows = [row for sub in subgraphs if sub.index not in self.recompiles for row in _rows(sub)]
 
     def __str__(self) -> str:
         table = [list(COLUMNS)] + [r.cells() for r in self.rows]
@@ -51,7 +60,8 @@ class Report:
         head = (f"int8compile report: {len(self.subgraphs)} subgraph(s), {quantized}/{len(self.rows)} "
                 f"layers int8, state={self.state}")
         rest = [f"graph {s.index}: rest compiled by {s.ctx.compiled_by or '(not yet compiled)'}"
-                for s in self.subgraphs]
+                + (f"; same layers as graph {self.recompiles[s.index]} (recompiled by Dynamo)"
+                   if s.index in self.recompiles else "") for s in self.subgraphs]
         passed_over = [f"  {r.layer}: {target} not used: {reason}" for r in self.rows
                        for target, reason in r.passed_over.items()]
         if passed_over:
@@ -69,8 +79,9 @@ class Report:
         """How many of each int8 op the graphs run, counting quantize/dequantize that were
         written out as ATen ops for inductor (kernels/inductor.py)."""
         from .ops import OP_NAMES
+        graphs = [g for s, g in zip(self.subgraphs, self.graphs()) if s.index not in self.recompiles]
         return Counter(OP_NAMES.get(n.target) or n.meta.get("int8_op")
-                       for g in self.graphs() for n in g.graph.nodes
+                       for g in graphs for n in g.graph.nodes
                        if n.target in OP_NAMES or "int8_op" in n.meta)
 
     @property
