@@ -45,8 +45,15 @@ __device__ __forceinline__ int epi_int8(const EpiParams& p, const ChanP& q, int3
     v = fminf(fmaxf(v, p.lo), p.hi);
     return __float2int_rn(v);
   } else {
-    long long acc = (long long)a + (long long)q.b;
-    long long v = (long long)((unsigned long long)acc * (unsigned long long)(long long)q.m);  // wraps like torch
+    // (acc + bias) * mult in int64: one 32x32->64 multiply unless the bias add leaves int32
+    int32_t s32 = (int32_t)((uint32_t)a + (uint32_t)q.b);
+    long long v;
+    if (((a ^ s32) & (q.b ^ s32)) >= 0) {
+      v = (long long)s32 * (long long)q.m;
+    } else {
+      long long acc = (long long)a + (long long)q.b;
+      v = (long long)((unsigned long long)acc * (unsigned long long)(long long)q.m);  // wraps like torch
+    }
     if (RES) v = (long long)((unsigned long long)v + (unsigned long long)((long long)r * (long long)q.rm));
     int sh = q.sh;
     if (sh > 0) v = (long long)((unsigned long long)v + (1ull << (sh - 1)));
