@@ -185,6 +185,18 @@ void run_gemm(const IsaKernels* k, GemmProblem& p) {
   p.kc = blocking.kc;
   const int64_t MCb = p.mc, NCb = p.nc;
   const int64_t nmb = (p.M + MCb - 1) / MCb, nnb = (p.N + NCb - 1) / NCb, total = nmb * nnb;
+  Tensor apacked;
+  if (k->pack_a && !p.gather && nnb > 1 && p.M > 1) {
+    // several column blocks would each re-pack the same A rows: pack A once, in parallel
+    const int64_t Kp = round_up(p.K, 4);
+    apacked = at::empty({p.M * Kp + 64}, at::TensorOptions().dtype(at::kByte));
+    uint8_t* ap = apacked.data_ptr<uint8_t>();
+    const int64_t chunk = 64;
+    at::parallel_for(0, (p.M + chunk - 1) / chunk, 1, [&](int64_t b, int64_t e) {
+      for (int64_t c = b; c < e; ++c) k->pack_a(p, c * chunk, std::min(p.M, (c + 1) * chunk), ap);
+    });
+    p.apacked = ap;
+  }
   auto run = [&](int64_t t) {
     const int64_t nb = t / nmb, mb = t % nmb;
     k->gemm_task(p, mb * MCb, std::min(p.M, (mb + 1) * MCb), nb * NCb, std::min(p.N, (nb + 1) * NCb));

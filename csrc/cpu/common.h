@@ -53,6 +53,9 @@ struct GemmProblem {
   const void* gather_ctx = nullptr;
   const uint8_t* bpack = nullptr;      // packed weights of this problem (ISA-specific layout)
   int64_t mc = MC, nc = NC, kc = KC;   // blocking (see above)
+  // optional: A already packed by IsaKernels::pack_a for all rows (VNNI layout: the K block starting
+  // at k0, width kcl, begins at apacked + k0 * M; row m of it at + m * kcl)
+  const uint8_t* apacked = nullptr;
   const int32_t* bias = nullptr;       // [Npad] int32, zero padded to a multiple of PANEL; includes
                                        // the ISA's compensation (see IsaKernels::compensation)
   Epi epi;
@@ -84,6 +87,9 @@ struct IsaKernels {
   void (*quantize)(const void* x, int dtype, int64_t n, float inv, int8_t* out);
   // dequantize n contiguous int8 into kind OUT_F32 / OUT_BF16 / OUT_F16
   void (*dequantize)(const int8_t* q, int64_t n, float scale, int kind, void* out);
+  // optional (nullptr: gemm_task packs per task): pack rows [m0, m1) of a strided A for every K block
+  // into `out` (M * round_up(K, 4) bytes, layout of GemmProblem::apacked)
+  void (*pack_a)(const GemmProblem& p, int64_t m0, int64_t m1, uint8_t* out);
 };
 
 const IsaKernels* isa_scalar();

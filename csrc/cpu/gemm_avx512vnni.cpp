@@ -183,6 +183,35 @@ void epi_rows_avx512(const Epi& e, const int32_t* acc, int64_t ldacc, int64_t ro
   }
 }
 
+// rows [m0, m0 + rows) x columns [k0, k0 + kcl) of a strided A, XOR 0x80, zero tail -> dst (stride kcl)
+inline void pack_rows(const GemmProblem& p, int64_t m0, int64_t rows, int64_t k0, int64_t kcl,
+                      int64_t kvalid, uint8_t* dst0) {
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int8_t* src = p.a + (m0 + r) * p.lda + k0;
+    uint8_t* dst = dst0 + r * kcl;
+    int64_t k = 0;
+    for (; k + 64 <= kvalid; k += 64)
+      _mm512_storeu_si512(dst + k, _mm512_xor_si512(_mm512_loadu_si512(src + k), flip));
+    if (k < kcl) {
+      const int64_t nv = kvalid - k;                 // 0..63 valid bytes, rest of kcl is padding
+      const __mmask64 lm = nv >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nv) - 1);
+      const int64_t ns = kcl - k;
+      const __mmask64 sm = ns >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << ns) - 1);
+      _mm512_mask_storeu_epi8(dst + k, sm, _mm512_xor_si512(_mm512_maskz_loadu_epi8(lm, src + k), flip));
+    }
+  }
+}
+
+void pack_a(const GemmProblem& p, int64_t m0, int64_t m1, uint8_t* out) {
+  const int64_t K = p.K, Kp = (K + 3) / 4 * 4;
+  for (int64_t k0 = 0; k0 < Kp; k0 += p.kc) {
+    const int64_t kcl = (Kp - k0) < p.kc ? (Kp - k0) : p.kc;
+    const int64_t kvalid = (K - k0) < kcl ? (K - k0) : kcl;
+    pack_rows(p, m0, m1 - m0, k0, kcl, kvalid, out + k0 * p.M + m0 * kcl);
+  }
+}
+
 void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   static thread_local Scratch s_a, s_g, s_c;
   const int64_t K = p.K, KG = (K + 3) / 4, Kp = 4 * KG;
@@ -191,7 +220,6 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   uint8_t* apack = (uint8_t*)s_a.get((size_t)(p.mc * p.kc) + 64);
   int32_t* cbuf = (int32_t*)s_c.get((size_t)(p.mc * p.nc) * sizeof(int32_t));
   const int8_t* bp = (const int8_t*)p.bpack;
-  const __m512i flip = _mm512_set1_epi8((char)0x80);
   const int64_t nend = n1 < N16 ? (n1 + 15) / 16 * 16 : N16;
   for (int64_t k0 = 0; k0 < Kp; k0 += p.kc) {
     const int64_t kcl = (Kp - k0) < p.kc ? (Kp - k0) : p.kc;        // multiple of 4
@@ -199,21 +227,10 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
     const bool first = k0 == 0, last = k0 + kcl >= Kp;
     // a gather (convolution) writes the packed, sign-flipped block directly; columns [kvalid, kcl)
     // stay as they are: they meet zero weights
-    if (p.gather) p.gather(p.gather_ctx, m0, rows, k0, k0 + kvalid, (int8_t*)apack, kcl, 0x80);
-    for (int64_t r = 0; r < (p.gather ? 0 : rows); ++r) {
-      const int8_t* src = p.a + (m0 + r) * p.lda + k0;
-      uint8_t* dst = apack + r * kcl;
-      int64_t k = 0;
-      for (; k + 64 <= kvalid; k += 64)
-        _mm512_storeu_si512(dst + k, _mm512_xor_si512(_mm512_loadu_si512(src + k), flip));
-      if (k < kcl) {
-        const int64_t nv = kvalid - k;                 // 0..63 valid bytes, rest of kcl is padding
-        const __mmask64 lm = nv >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nv) - 1);
-        const int64_t ns = kcl - k;
-        const __mmask64 sm = ns >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << ns) - 1);
-        _mm512_mask_storeu_epi8(dst + k, sm, _mm512_xor_si512(_mm512_maskz_loadu_epi8(lm, src + k), flip));
-      }
-    }
+    const uint8_t* ablk = apack;
+    if (p.apacked) ablk = p.apacked + k0 * p.M + m0 * kcl;     // packed once for all column blocks
+    else if (p.gather) p.gather(p.gather_ctx, m0, rows, k0, k0 + kvalid, (int8_t*)apack, kcl, 0x80);
+    else pack_rows(p, m0, rows, k0, kcl, kvalid, apack);
     for (int64_t np0 = n0; np0 < nend; np0 += PANEL) {
       const int64_t wp = (N16 - np0) < PANEL ? (N16 - np0) : PANEL;
       const int nv = (int)(wp / 16);
@@ -221,7 +238,7 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
       for (int64_t r0 = 0; r0 < rows; r0 += 6) {
         const int64_t mr = (rows - r0) < 6 ? (rows - r0) : 6;
         int32_t* c = cbuf + r0 * p.nc + (np0 - n0);
-        kUkr[mr - 1][nv - 1](apack + r0 * kcl, kcl, b, kcl / 4, c, p.nc, first, p.bias + np0);
+        kUkr[mr - 1][nv - 1](ablk + r0 * kcl, kcl, b, kcl / 4, c, p.nc, first, p.bias + np0);
         if (last) {
           const int64_t nc = (n1 - np0) < wp ? (n1 - np0) : wp;
           epi_rows_avx512(p.epi, c, p.nc, m0 + r0, mr, np0, nc);
@@ -410,7 +427,8 @@ void dequantize(const int8_t* q, int64_t n, float scale, int kind, void* out) {
 
 namespace i8c {
 namespace {
-const IsaKernels kTable = {"avx512vnni", packed_bytes, pack, -128, gemm_task, dw_rows, quantize, dequantize};
+const IsaKernels kTable = {"avx512vnni", packed_bytes, pack, -128, gemm_task, dw_rows, quantize, dequantize,
+                           pack_a};
 }
 const IsaKernels* isa_avx512vnni() { return &kTable; }
 }  // namespace i8c
