@@ -206,6 +206,8 @@ CONV_CASES = [  # N, C, H, W, O, KH, KW, stride, padding, dilation, groups
     (1, 6, 7, 7, 6, 5, 5, (2, 2), (2, 2, 2, 2), (1, 1), 6),         # depthwise, C % 4 != 0, stride 2
     (1, 17, 5, 5, 5, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),        # odd channels
     (4, 64, 14, 14, 128, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),    # M = 784
+    (2, 512, 7, 7, 96, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1, C >= 512: wgmma GEMM on sm90
+    (1, 512, 9, 9, 40, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),      # 1x1 stride 2, C >= 512
 ]
 
 
@@ -213,7 +215,8 @@ def algos_conv():
     if not HAS_CUDA:
         return []
     cc = torch.cuda.get_device_capability()
-    return (["auto", "mma", "mma64", "dp4a"] if cc >= (8, 0) else ["auto", "dp4a"])
+    algos = ["auto", "mma", "mma64", "dp4a"] if cc >= (8, 0) else ["auto", "dp4a"]
+    return algos + (["sm90"] if cc == (9, 0) else [])
 
 
 @needs_cuda
