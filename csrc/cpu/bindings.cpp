@@ -4,6 +4,7 @@
 // The arithmetic lives in the ISA files; see common.h.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -256,16 +257,26 @@ struct ConvCtx {
 // Byte moves of the gather; flip = 0x80 stores x ^ 0x80 (see GatherFn).
 inline void fill_bytes(int8_t* d, int64_t len, uint8_t flip) { std::memset(d, flip, (size_t)len); }
 
+// With flip (only the VNNI path asks for it, so AVX512BW is there): masked 64-byte moves.
+__attribute__((target("avx512f,avx512bw"))) void copy_flip_avx512(int8_t* d, const int8_t* s, int64_t len,
+                                                                    uint8_t flip) {
+  const __m512i f = _mm512_set1_epi8((char)flip);
+  int64_t i = 0;
+  for (; i + 64 <= len; i += 64)
+    _mm512_storeu_si512(d + i, _mm512_xor_si512(_mm512_loadu_si512(s + i), f));
+  if (i < len) {
+    const __mmask64 m = ((__mmask64)1 << (len - i)) - 1;
+    _mm512_mask_storeu_epi8(d + i, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, s + i), f));
+  }
+}
+
 inline void copy_bytes(int8_t* d, const int8_t* s, int64_t len, uint8_t flip, const int8_t* s_end) {
-  if (len <= 32 && s + 32 <= s_end) {
-    // short runs (few channels): fixed 32-byte moves instead of a memcpy call; the bytes written past
-    // `len` land in columns (or the next row) that are written afterwards, or in the row slack
-    int8_t tmp[32];
-    std::memcpy(tmp, s, 32);
-    for (int i = 0; i < 32; ++i) tmp[i] = (int8_t)(tmp[i] ^ flip);
-    std::memcpy(d, tmp, 32);
-  } else if (flip) {
-    for (int64_t i = 0; i < len; ++i) d[i] = (int8_t)(s[i] ^ flip);
+  if (flip) {
+    copy_flip_avx512(d, s, len, flip);
+  } else if (len <= 32 && s + 32 <= s_end) {
+    // short runs (few channels): one fixed 32-byte move instead of a memcpy call; the bytes written
+    // past `len` land in columns (or the next row) that are written afterwards, or in the row slack
+    std::memcpy(d, s, 32);
   } else {
     std::memcpy(d, s, (size_t)len);
   }
