@@ -37,7 +37,7 @@ def inverse_scale(scale: float) -> float:
 
 def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-output-channel symmetric int8 weights: (w_q int8, s_w float64[out])."""
-    w64 = w.detach().to(torch.float64).reshape(w.shape[0], -1)
+    w64 = w.detach().to("cpu", torch.float64).reshape(w.shape[0], -1)      # host side, any device in
     amax = w64.abs().amax(dim=1)
     scale = torch.where(amax > 0, amax / WMAX, torch.ones_like(amax))
     q = torch.round(w64 / scale[:, None]).clamp(-WMAX, WMAX).to(torch.int8)
@@ -48,7 +48,7 @@ def quantize_bias(b: torch.Tensor | None, s_x: float, s_w: torch.Tensor) -> torc
     """int32 bias with scale s_x * s_w[c], round half to even, saturated to int32."""
     if b is None:
         return torch.zeros(s_w.shape[0], dtype=torch.int32)
-    q = torch.round(b.detach().to(torch.float64).cpu() / (s_x * s_w))
+    q = torch.round(b.detach().to("cpu", torch.float64) / (s_x * s_w.cpu()))
     return q.clamp(INT32_MIN, INT32_MAX).to(torch.int32)
 
 

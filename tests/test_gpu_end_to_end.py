@@ -14,8 +14,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @pytest.mark.parametrize("requant", ["float", "fixed"])
 def test_resnet_block_on_cuda_uses_cuda_kernels(requant):
     torch.manual_seed(0)
-    model = nn.Sequential(Residual(False), Residual(True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(16, 10)).cuda().eval()
+    model = nn.Sequential(Residual(True), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).cuda().eval()
     cm = torch.compile(model, backend="int8", options={"requant": requant, "progress": False})
     data = [torch.randn(8, 3, 32, 32, device="cuda") for _ in range(4)]
     with torch.no_grad():
