@@ -115,7 +115,7 @@ template <int BM, int BN, int STAGES, bool PP>
 struct OutStage {
   static constexpr int OSTRIDE = BN + 16;  // padded rows: conflict-free char2 writes
   static constexpr int ROWS = PP ? BM : 64;
-  static constexpr size_t BYTES = 2 * ROWS * OSTRIDE;
+  static constexpr size_t BYTES = (PP ? 2 : BM / 64) * ROWS * OSTRIDE;
   static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, STAGES>) + 127) & ~(size_t)127;
   static constexpr bool ON = OFFSET + BYTES + 1024 <= 227 * 1024;
 };
@@ -218,8 +218,9 @@ __device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt,
 
 // PP = ping-pong: the two consumer warpgroups take alternate BM x BN tiles (each issues BM/64 wgmma per
 // k-step), so one's epilogue overlaps the other's main loop. Otherwise the consumers split a tile's rows.
-template <int BM, int BN, int STAGES, bool PP>
-__global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, 1)
+// CPS: CTAs per SM (2: two co-resident CTAs, one's epilogue overlapping the other's main loop).
+template <int BM, int BN, int STAGES, bool PP, int CPS>
+__global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,
                 int N, int K, EpiParams p, int splits, int32_t* ws, int* cnt) {
 #ifdef I8C_SM90
@@ -370,7 +371,7 @@ static const char* make_map(CUtensorMap* map, const void* ptr, int rows, int K, 
   return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled failed";
 }
 
-template <int BM, int BN, int STAGES, bool PP>
+template <int BM, int BN, int STAGES, bool PP, int CPS = 1>
 static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                           int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream) {
   CUtensorMap ma, mb;
@@ -378,7 +379,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   if (const char* e = make_map(&mb, B, N, K, BN)) return e;
   using OS_ = OutStage<BM, BN, STAGES, PP>;
   size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, STAGES>)) + 1024;
-  auto kern = gemm_kernel<BM, BN, STAGES, PP>;
+  auto kern = gemm_kernel<BM, BN, STAGES, PP, CPS>;
   static bool attr_set = false;  // per instantiation
   if (!attr_set) {
     if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
@@ -388,7 +389,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   if (splits < 1) splits = 1;
   if (splits > 1 && (!ws || !cnt)) return "split-K needs a workspace";
   int units = ((M + BM - 1) / BM) * ((N + BN - 1) / BN) * splits;
-  int grid = units < num_sms ? units : num_sms;
+  int grid = units < num_sms * CPS ? units : num_sms * CPS;
   if (max_ctas > 0 && grid > max_ctas) grid = max_ctas;
   int threads = (PP ? 2 : BM / 64) * 128 + 128;
   kern<<<grid, threads, smem, stream>>>(ma, mb, M, N, K, p, splits, ws, cnt);
@@ -400,7 +401,8 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
 
 // cfg: 0 = 128x256 (4 stages), 1 = 128x128 (6 stages), 2 = 64x128 (8 stages), 3 = 128x192 (4 stages),
 //      4 = ping-pong 128x128 per consumer (6 stages), 5 = ping-pong 64x256 (5 stages),
-//      6 = ping-pong 64x128 (8 stages), 7 = 64x64 (8 stages, small M), 8 = 64x32 (8 stages, small M)
+//      6 = ping-pong 64x128 (8 stages), 7 = 64x64 (8 stages, small M), 8 = 64x32 (8 stages, small M),
+//      9 = 64x128 (3 stages, 2 CTAs/SM)
 const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                       int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream) {
   switch (cfg) {
@@ -413,6 +415,7 @@ const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, i
     case 6: return sm90::launch<64, 128, 8, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
     case 7: return sm90::launch<64, 64, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
     case 8: return sm90::launch<64, 32, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 9: return sm90::launch<64, 128, 3, false, 2>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
     default: return "unknown sm90 tile config";
   }
 }
