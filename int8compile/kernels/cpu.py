@@ -126,10 +126,10 @@ def packed_weight(weight2d: Tensor, groups: int, isa: str) -> tuple[Tensor, Opti
     entry = _packs.get(key)
     ver = _version(weight2d)
     if entry is not None:
-        ref, e_ver, e_groups, e_isa, e_shape, packed, colsum = entry
+        ref, e_ver, e_groups, e_isa, e_shape, e_ptr, packed, colsum = entry
         # (inference tensors have no version counter: they cannot change outside inference mode)
         if (ref() is weight2d and e_ver == ver and e_groups == groups and e_isa == isa
-                and e_shape == tuple(weight2d.shape)):
+                and e_shape == tuple(weight2d.shape) and e_ptr == weight2d.data_ptr()):
             return packed, colsum
     if groups == -1:                                 # depthwise taps (csrc/cpu/bindings.cpp)
         packed, colsum = _load().pack_depthwise(weight2d), None
@@ -137,7 +137,7 @@ def packed_weight(weight2d: Tensor, groups: int, isa: str) -> tuple[Tensor, Opti
         packed, colsum = _load().pack_weight(weight2d.reshape(weight2d.shape[0], -1), groups, isa)
     try:
         ref = weakref.ref(weight2d, lambda _r, k=key: _packs.pop(k, None))
-        _packs[key] = (ref, ver, groups, isa, tuple(weight2d.shape), packed, colsum)
+        _packs[key] = (ref, ver, groups, isa, tuple(weight2d.shape), weight2d.data_ptr(), packed, colsum)
     except TypeError:
         pass
     return packed, colsum
