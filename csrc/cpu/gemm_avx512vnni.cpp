@@ -231,12 +231,12 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
     if (p.apacked) ablk = p.apacked + k0 * p.M + m0 * kcl;     // packed once for all column blocks
     else if (p.gather) p.gather(p.gather_ctx, m0, rows, k0, k0 + kvalid, (int8_t*)apack, kcl, 0x80);
     else pack_rows(p, m0, rows, k0, kcl, kvalid, apack);
-    for (int64_t np0 = n0; np0 < nend; np0 += PANEL) {
-      const int64_t wp = (N16 - np0) < PANEL ? (N16 - np0) : PANEL;
-      const int nv = (int)(wp / 16);
-      const int8_t* b = bp + (np0 / PANEL) * PANEL * KG * 4 + (k0 / 4) * wp * 4;
-      for (int64_t r0 = 0; r0 < rows; r0 += 6) {
-        const int64_t mr = (rows - r0) < 6 ? (rows - r0) : 6;
+    for (int64_t r0 = 0; r0 < rows; r0 += 6) {
+      const int64_t mr = (rows - r0) < 6 ? (rows - r0) : 6;
+      for (int64_t np0 = n0; np0 < nend; np0 += PANEL) {
+        const int64_t wp = (N16 - np0) < PANEL ? (N16 - np0) : PANEL;
+        const int nv = (int)(wp / 16);
+        const int8_t* b = bp + (np0 / PANEL) * PANEL * KG * 4 + (k0 / 4) * wp * 4;
         int32_t* c = cbuf + r0 * p.nc + (np0 - n0);
         kUkr[mr - 1][nv - 1](ablk + r0 * kcl, kcl, b, kcl / 4, c, p.nc, first, p.bias + np0);
         if (last) {
