@@ -45,7 +45,7 @@ print('built', m.__file__)
 fi
 
 if has test && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
-  timeout ${TEST_TIMEOUT:-400} $PY -m pytest -q -p no:cacheprovider tests/test_cuda_kernels.py -rf --timeout=120 2>&1 | tee "$OUT/tests.log" | tail -40
+  timeout ${TEST_TIMEOUT:-400} $PY -m pytest -q -p no:cacheprovider tests/test_cuda_kernels.py tests/test_gpu_end_to_end.py -rf --timeout=120 2>&1 | tee "$OUT/tests.log" | tail -40
   RESULT[test]=$(grep -E "passed|failed|error" "$OUT/tests.log" | tail -1)
 fi
 
