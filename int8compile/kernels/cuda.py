@@ -375,32 +375,32 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     return out
 
 
-@register("linear", TARGET, priority=PRIORITY, check=check_linear)
+@register("linear", TARGET, priority=PRIORITY, check=check_linear, device="cuda")
 def linear(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype):
     return linear_impl(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype)
 
 
-@register("conv2d", TARGET, priority=PRIORITY, check=check_conv)
+@register("conv2d", TARGET, priority=PRIORITY, check=check_conv, device="cuda")
 def conv2d(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype, stride,
            padding, dilation, groups):
     return conv2d_impl(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype,
                        stride, padding, dilation, groups)
 
 
-@register("linear", TARGET_DP4A, priority=PRIORITY_DP4A, check=check_linear_dp4a)
+@register("linear", TARGET_DP4A, priority=PRIORITY_DP4A, check=check_linear_dp4a, device="cuda")
 def linear_dp4a(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype):
     return linear_impl(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype,
                        algo="dp4a")
 
 
-@register("conv2d", TARGET_DP4A, priority=PRIORITY_DP4A, check=check_conv_dp4a)
+@register("conv2d", TARGET_DP4A, priority=PRIORITY_DP4A, check=check_conv_dp4a, device="cuda")
 def conv2d_dp4a(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype, stride,
                 padding, dilation, groups):
     return conv2d_impl(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype,
                        stride, padding, dilation, groups, algo="dp4a")
 
 
-@register("quantize", TARGET, priority=PRIORITY, check=check_quantize)
+@register("quantize", TARGET, priority=PRIORITY, check=check_quantize, device="cuda")
 def quantize(x: Tensor, inv_scale: float) -> Tensor:
     if not x.is_floating_point():
         raise TypeError(f"quantize takes a float tensor, got {x.dtype}")
@@ -423,7 +423,7 @@ def quantize(x: Tensor, inv_scale: float) -> Tensor:
     return q
 
 
-@register("dequantize", TARGET, priority=PRIORITY, check=check_dequantize)
+@register("dequantize", TARGET, priority=PRIORITY, check=check_dequantize, device="cuda")
 def dequantize(q: Tensor, scale: float, out_dtype: torch.dtype) -> Tensor:
     if q.dtype != torch.int8:
         raise TypeError(f"dequantize input must be int8, got {q.dtype}")
