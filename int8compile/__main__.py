@@ -31,23 +31,23 @@ def main(argv=None) -> int:
 
 
 def _targets(build: bool) -> int:
-    import importlib
+    """One line per kernel module: its targets and whether they can run here."""
+    import sys as _sys
 
-    from .kernels import registry, targets
+    from .kernels import registry
     ok = True
-    for name in registry.targets():
-        module = importlib.import_module(f"int8compile.kernels.{name}")
-        prebuild = getattr(module, "prebuild", None)
+    for module_name, names in registry.target_modules().items():
+        prebuild = getattr(_sys.modules[module_name], "prebuild", None)
+        label = ", ".join(names)
         if prebuild is None:
-            print(f"{name:10s} ready (pure PyTorch)")
+            print(f"{label:20s} ready (pure PyTorch / inductor)")
             continue
         try:
-            print(f"{name:10s} {prebuild() if build else 'builds on first use'}")
+            print(f"{label:20s} {prebuild() if build else 'builds on first use'}")
         except Exception as e:                  # report every target, then fail
             ok = False
-            print(f"{name:10s} unavailable: {e}")
-    del targets
-    return 0 if ok or not build else 1
+            print(f"{label:20s} unavailable: {e}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

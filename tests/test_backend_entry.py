@@ -49,3 +49,11 @@ def test_torch_compile_mode_reaches_inductor():
         int8compile.calibrate_batches(cm, [torch.randn(4, 16)], progress=False)
         cm(torch.randn(4, 16))
     assert int8compile.report(cm).subgraphs[0].ctx.compiled_by == "inductor max-autotune-no-cudagraphs"
+
+
+def test_cli_lists_every_kernel_target():
+    out = subprocess.run([sys.executable, "-m", "int8compile", "targets"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for target in ("cpu", "cuda", "cuda_dp4a", "reference", "inductor"):
+        assert target in out.stdout

@@ -238,7 +238,7 @@ def _runnable(*tensors: Optional[Tensor]) -> Optional[str]:
     return build_error()
 
 
-@register("quantize", TARGET, priority=PRIORITY, check=check_quantize)
+@register("quantize", TARGET, priority=PRIORITY, check=check_quantize, device="cpu")
 def quantize(x: Tensor, inv_scale: float) -> Tensor:
     reason = _runnable(x)
     if reason is None and x.dtype not in _FLOAT_IN:
@@ -249,7 +249,7 @@ def quantize(x: Tensor, inv_scale: float) -> Tensor:
     return _load().quantize(x, float(inv_scale), active_isa())
 
 
-@register("dequantize", TARGET, priority=PRIORITY, check=check_dequantize)
+@register("dequantize", TARGET, priority=PRIORITY, check=check_dequantize, device="cpu")
 def dequantize(q: Tensor, scale: float, out_dtype: torch.dtype) -> Tensor:
     reason = _runnable(q)
     if reason is None and (q.dtype != torch.int8 or out_dtype not in _FLOAT_IN):
@@ -272,7 +272,7 @@ def _gemm_args_ok(x: Tensor, weight: Tensor, out_dtype, residual, k: int) -> Opt
     return None
 
 
-@register("linear", TARGET, priority=PRIORITY, check=check_linear)
+@register("linear", TARGET, priority=PRIORITY, check=check_linear, device="cpu")
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mult: Optional[Tensor],
            shift: Optional[Tensor], residual: Optional[Tensor], res_mult: Optional[Tensor],
            res_scale: float, lo: float, hi: float, out_dtype: torch.dtype) -> Tensor:
@@ -289,7 +289,7 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mul
                           res_mult, float(res_scale), float(lo), float(hi), _OUT_KIND[out_dtype], isa)
 
 
-@register("conv2d", TARGET, priority=PRIORITY, check=check_conv2d)
+@register("conv2d", TARGET, priority=PRIORITY, check=check_conv2d, device="cpu")
 def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mult: Optional[Tensor],
            shift: Optional[Tensor], residual: Optional[Tensor], res_mult: Optional[Tensor],
            res_scale: float, lo: float, hi: float, out_dtype: torch.dtype, stride: Sequence[int],

@@ -73,6 +73,15 @@ def ext():
     return mod
 
 
+def prebuild() -> str:
+    """Build (or load from cache) the CUDA extension now; one line describing it."""
+    cc = _capability()
+    if cc is None:
+        return "skipped: no CUDA device here (the kernels build on the GPU machine on first use)"
+    ext()
+    return f"cuda kernels ready for sm_{cc[0]}{cc[1]} ({torch.cuda.get_device_name()})"
+
+
 def _unavailable(min_cc: tuple[int, int]) -> Optional[str]:
     cc = _capability()
     if cc is None:

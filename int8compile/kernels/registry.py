@@ -66,6 +66,14 @@ def targets() -> list[str]:
     return sorted({t for _, t in _KERNELS})
 
 
+def target_modules() -> dict[str, list[str]]:
+    """{module that implements kernels: [its target names]}, e.g. cuda.py -> [cuda, cuda_dp4a]."""
+    modules: dict[str, set[str]] = {}
+    for kernel in _KERNELS.values():
+        modules.setdefault(kernel.fn.__module__, set()).add(kernel.target)
+    return {m: sorted(t) for m, t in sorted(modules.items())}
+
+
 def select(call: OpCall, wanted: str = "auto") -> tuple[Kernel, dict[str, str]]:
     """Best capable kernel for `call` (highest priority; only `wanted` unless "auto").
 
