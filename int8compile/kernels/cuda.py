@@ -107,13 +107,20 @@ def _check_epilogue(call: OpCall) -> Optional[str]:
     return None
 
 
-def _check_linear(call: OpCall, min_cc: tuple[int, int]) -> Optional[str]:
+def _check_operands(call: OpCall) -> Optional[str]:
     if call.device != "cuda":
         return "tensors are not on a CUDA device"
     for name in ("x", "weight"):
         dt = call.dtypes.get(name, torch.int8)
         if dt != torch.int8:
             return f"{name} must be int8, got {dt}"
+    return None
+
+
+def _check_linear(call: OpCall, min_cc: tuple[int, int]) -> Optional[str]:
+    reason = _check_operands(call)
+    if reason:
+        return reason
     x, w = call.shapes.get("x"), call.shapes.get("weight")
     if x is None or w is None or len(w) != 2 or x[-1] != w[1]:
         return f"bad linear shapes x={x} weight={w}"
@@ -128,12 +135,9 @@ def _check_linear(call: OpCall, min_cc: tuple[int, int]) -> Optional[str]:
 
 
 def _check_conv(call: OpCall, min_cc: tuple[int, int]) -> Optional[str]:
-    if call.device != "cuda":
-        return "tensors are not on a CUDA device"
-    for name in ("x", "weight"):
-        dt = call.dtypes.get(name, torch.int8)
-        if dt != torch.int8:
-            return f"{name} must be int8, got {dt}"
+    reason = _check_operands(call)
+    if reason:
+        return reason
     x, w = call.shapes.get("x"), call.shapes.get("weight")
     groups = int(call.params.get("groups", 1))
     if x is None or w is None or len(x) != 4 or len(w) != 4:
