@@ -6,10 +6,9 @@ dequantize. A layer none of whose consumers is quantized emits float straight fr
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Optional
-
-import operator
 
 import torch
 from torch import fx
@@ -70,28 +69,16 @@ def _scales_of(layer: fx.Node, spec: LayerSpec, ctx: PassContext):
 
 def _convert_layer(gm, ctx: PassContext, layer: fx.Node, spec: LayerSpec, int8,
                    s_x: float, s_r: Optional[float], s_y: Optional[float]) -> None:
+    """Replace one FloatLayer node: [quantize] -> int8 linear/conv2d -> [dequantize]."""
     x, residual = layer.args[0], (layer.args[1] if len(layer.args) > 1 else None)
     w_q, s_w = numerics.quantize_weight(spec.weight)
-    out_int8 = s_y is not None
     float_dtype = layer.meta["val"].dtype if "val" in layer.meta else torch.float32
-
-    if out_int8:
-        rq = numerics.requant_params(ctx.options.requant_mode, s_x * s_w / s_y,
-                                     s_r / s_y if s_r is not None else None)
-    else:
-        rq = numerics.requant_params(numerics.RequantMode.FLOAT, s_x * s_w)
-    lo, hi = numerics.clamp_bounds(*spec.clamp, s_y)
     const = lambda value, what: ctx.add_constant(gm, layer, value.to(ctx.device), f"{spec.name}_{what}")
     with gm.graph.inserting_before(layer):
         views = spec.kind == "linear"       # conv inputs must stay channels-last: no reshaped reuse
         xq = _int8_input(gm, ctx, x, s_x, int8, spec.conv1d, views)
-        rq_node = _int8_input(gm, ctx, residual, s_r, int8, spec.conv1d, views) \
-            if residual is not None else None
-    epilogue = (const(numerics.quantize_bias(spec.bias, s_x, s_w), "bias"), const(rq.scale, "scale"),
-                const(rq.mult, "mult") if rq.mult is not None else None,
-                const(rq.shift, "shift") if rq.shift is not None else None,
-                rq_node, const(rq.res_mult, "res_mult") if rq.res_mult is not None else None,
-                rq.res_scale, lo, hi, torch.int8 if out_int8 else float_dtype)
+        rq = _int8_input(gm, ctx, residual, s_r, int8, spec.conv1d, views) if residual is not None else None
+    epilogue = _epilogue(ctx, spec, const, s_x, s_w, s_y, s_r, rq, float_dtype)
     with gm.graph.inserting_before(layer):
         if spec.kind == "linear":
             out = gm.graph.call_function(ops.LINEAR, (xq, const(w_q, "weight"), *epilogue))
@@ -105,13 +92,28 @@ def _convert_layer(gm, ctx: PassContext, layer: fx.Node, spec: LayerSpec, int8,
             out = gm.graph.call_function(aten.squeeze.dim, (out, 2))
         out.meta.update(int8_layer_output=spec.name, int8_scale=s_y)   # what report measures
         replacement = out
-        if out_int8:
+        if s_y is not None:                                 # int8 out: float consumers dequantize
             replacement = gm.graph.call_function(ops.DEQUANTIZE, (out, s_y, float_dtype))
-        if out_int8:
             int8[replacement] = Int8Value(out, s_y)
     layer.replace_all_uses_with(replacement)
     gm.graph.erase_node(layer)
     spec.scales = {"in": s_x, "out": s_y, "residual": s_r}
+
+
+def _epilogue(ctx: PassContext, spec: LayerSpec, const, s_x: float, s_w: torch.Tensor,
+              s_y: Optional[float], s_r: Optional[float], residual: Optional[fx.Node], float_dtype):
+    """The epilogue arguments of ops.linear / ops.conv2d (docs/numerics.md sections 4-6)."""
+    if s_y is not None:
+        rq = numerics.requant_params(ctx.options.requant_mode, s_x * s_w / s_y,
+                                     s_r / s_y if s_r is not None else None)
+    else:
+        rq = numerics.requant_params(numerics.RequantMode.FLOAT, s_x * s_w)
+    optional = lambda value, what: const(value, what) if value is not None else None
+    lo, hi = numerics.clamp_bounds(*spec.clamp, s_y)
+    return (const(numerics.quantize_bias(spec.bias, s_x, s_w), "bias"), const(rq.scale, "scale"),
+            optional(rq.mult, "mult"), optional(rq.shift, "shift"), residual,
+            optional(rq.res_mult, "res_mult"), rq.res_scale, lo, hi,
+            torch.int8 if s_y is not None else float_dtype)
 
 
 def _feeds_quantized_layer(node: fx.Node, ctx: PassContext) -> bool:
