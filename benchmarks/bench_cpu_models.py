@@ -230,8 +230,8 @@ def main():
     load0 = os.getloadavg()[0]
     order = ["fp32 eager", "fp32 inductor", "PT2E int8 (torchao)", "int8compile"]
     header = ("| model | " + " | ".join(f"{c} ms" for c in order) +
-              " | int8compile vs eager | vs inductor | vs PT2E | max rel. err (int8compile) |")
-    sep = "|" + "---|" * (len(order) + 5)
+              " | int8compile vs eager | vs inductor | vs PT2E | max rel. err int8compile | max rel. err PT2E |")
+    sep = "|" + "---|" * (len(order) + 6)
     lines = []
     for name in args.models.split(","):
         print(f"== {name}", flush=True)
@@ -242,7 +242,8 @@ def main():
             return f"{med[c] / ours:.2f}x" if ours and c in med else "n/a"
         cells = [f"{med[c]:.1f}" if c in med else "failed" for c in order]
         line = (f"| {name} | " + " | ".join(cells) + f" | {ratio('fp32 eager')} | {ratio('fp32 inductor')} | "
-                f"{ratio('PT2E int8 (torchao)')} | {errs.get('int8compile', float('nan')):.3g} |")
+                f"{ratio('PT2E int8 (torchao)')} | {errs.get('int8compile', float('nan')):.3g} | "
+                f"{errs.get('PT2E int8 (torchao)', float('nan')):.3g} |")
         for c, n in notes.items():
             line += f" {c} failed: {n}"
         print(header if not lines else "", flush=True)
