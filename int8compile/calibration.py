@@ -107,7 +107,7 @@ class Session:
 
     # -- adoption by subgraphs compiled after calibration --
     def owns(self, subgraph) -> bool:
-        return bool(subgraph.frozen_ids) and subgraph.frozen_ids <= self.param_ids
+        return _owns(self.param_ids, subgraph)
 
     def missing_keys(self, subgraph) -> list[str]:
         return sorted(set(subgraph.ctx.tensor_keys.values()) - set(self.scales))
@@ -134,12 +134,9 @@ def calibrate(model, batches: Optional[Iterable] = None, progress: bool = True):
                 for batch in batches:
                     model(*batch) if isinstance(batch, (tuple, list)) else model(batch)
             yield session
-    except BaseException:
+    finally:
         _ACTIVE.reset(token)
         session.progress.close()
-        raise
-    _ACTIVE.reset(token)
-    session.progress.close()
     session.finish()
     _SESSIONS[session.owner] = session
 
@@ -221,10 +218,19 @@ def load(model, path) -> Session:
         raise CalibrationError(f"corrupt calibration file {path}: {e}") from None
     session.state = "quantized"
     _SESSIONS[session.owner] = session
-    for sub in list(SUBGRAPHS):
-        if session.owns(sub):
-            sub.reset()                                  # converted with these scales on next call
+    for sub in subgraphs_of(model):
+        sub.reset()                                      # converted with these scales on next call
     return session
+
+
+def subgraphs_of(model) -> list:
+    """Every int8 subgraph compiled from `model` (its frozen tensors are the model's), in order."""
+    param_ids = {id(t) for t in _tensors_of(owner(model))}
+    return sorted((s for s in SUBGRAPHS if _owns(param_ids, s)), key=lambda s: s.index)
+
+
+def _owns(param_ids: set[int], subgraph) -> bool:
+    return bool(subgraph.frozen_ids) and subgraph.frozen_ids <= param_ids
 
 
 def _tensors_of(obj) -> list[torch.Tensor]:

@@ -136,14 +136,7 @@ def report(model) -> Report:
     session = calibration.session_of(model)
     if session is not None:
         return Report(list(session.subgraphs), session.state)
-    owned = [s for s in calibration.SUBGRAPHS if _owned_by(s, model)]
-    return Report(sorted(owned, key=lambda s: s.index), "not calibrated")
-
-
-def _owned_by(sub, model) -> bool:
-    owner = calibration.owner(model)
-    ids = {id(t) for t in calibration._tensors_of(owner)}
-    return bool(sub.frozen_ids) and sub.frozen_ids <= ids
+    return Report(calibration.subgraphs_of(model), "not calibrated")
 
 
 def _rows(sub) -> list[Row]:
