@@ -31,6 +31,7 @@ class LayerSpec:
     clamp: tuple[float, float] = (-math.inf, math.inf)  # fused activation as a clamp
     fused: list[str] = field(default_factory=list)      # e.g. ["batch_norm", "add", "relu"]
     has_residual: bool = False
+    act: Optional[str] = None                   # a curve after the op ("gelu"), linear only
     quantize: bool = True
     reason: str = ""                            # why it is (not) quantized
     scales: dict = field(default_factory=dict)  # set by convert: in / out / residual scales
@@ -49,7 +50,7 @@ class LayerSpec:
 
 
 class FloatLayer(nn.Module):
-    """The float semantics of a matched layer: act(op(x) + bias + residual)."""
+    """The float semantics of a matched layer: clamp(op(x) + bias + residual), then gelu if fused."""
 
     def __init__(self, spec: LayerSpec):
         super().__init__()
@@ -68,6 +69,8 @@ class FloatLayer(nn.Module):
         lo, hi = s.clamp
         if math.isfinite(lo) or math.isfinite(hi):
             y = y.clamp(None if math.isinf(lo) else lo, None if math.isinf(hi) else hi)
+        if s.act == "gelu":
+            y = F.gelu(y)
         return y
 
     def _conv(self, x, w, b):

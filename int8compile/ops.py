@@ -31,6 +31,8 @@ SCHEMAS = {
     "linear": f"linear(Tensor x, Tensor weight, {EPILOGUE}, str target='reference') -> Tensor",
     "conv2d": f"conv2d(Tensor x, Tensor weight, {EPILOGUE}, int[] stride, int[] padding, "
               f"int[] dilation, int groups, str target='reference') -> Tensor",
+    "linear_gelu": "linear_gelu(Tensor x, Tensor weight, Tensor? bias, Tensor scale, float inv_out_scale, "
+                   "str target='reference') -> Tensor",
 }
 
 
@@ -78,6 +80,12 @@ def linear(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, l
     return x.new_empty((*x.shape[:-1], weight.shape[0]), dtype=out_dtype)
 
 
+@_define("linear_gelu")
+def linear_gelu(x, weight, bias, scale, inv_out_scale, target="reference"):
+    """int8 y[..., n] = quantize(gelu(fp32(sum_k x[..., k] * weight[n, k] + bias[n]) * scale[n]))."""
+    return x.new_empty((*x.shape[:-1], weight.shape[0]), dtype=torch.int8)
+
+
 def conv2d_output_size(size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
                        padding: Sequence[int], dilation: Sequence[int]) -> tuple[int, int]:
     """(OH, OW) for input (H, W) and padding [top, bottom, left, right]."""
@@ -96,5 +104,6 @@ def conv2d(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, l
 
 
 # The overloads the passes put into graphs (printable as torch.ops.int8compile.<op>.default).
-QUANTIZE, DEQUANTIZE, LINEAR, CONV2D = quantize, dequantize, linear, conv2d
-OP_NAMES = {QUANTIZE: "quantize", DEQUANTIZE: "dequantize", LINEAR: "linear", CONV2D: "conv2d"}
+QUANTIZE, DEQUANTIZE, LINEAR, CONV2D, LINEAR_GELU = quantize, dequantize, linear, conv2d, linear_gelu
+OP_NAMES = {QUANTIZE: "quantize", DEQUANTIZE: "dequantize", LINEAR: "linear", CONV2D: "conv2d",
+            LINEAR_GELU: "linear_gelu"}

@@ -116,6 +116,34 @@ def test_linear_saturates_both_ends(isa):
     assert torch.equal(out, ref)
 
 
+@pytest.mark.parametrize("lead,k,n", LINEAR_SHAPES)
+def test_linear_gelu_bit_exact(isa, lead, k, n):
+    """GELU epilogue (docs/numerics.md 6.1): float value, GELU, quantize; saturates at both ends."""
+    g = _gen(hash(("gelu", lead, k, n)) % 2**31)
+    x = rint8(g, *lead, k)
+    w = rint8(g, n, k, lo=-127)
+    acc_std = math.sqrt(k) * 74.0 * 74.0
+    bias = (torch.randn(n, generator=g) * acc_std).round().to(torch.int32)
+    # float values with a spread of about +-8 per channel: the whole GELU curve, clamped erf included
+    scale = ((3.0 / acc_std) * (0.5 + torch.rand(n, generator=g, dtype=torch.float64))).to(torch.float32)
+    for inv in (1 / 0.03, 1 / 0.004, 40.0):
+        ref, out = _run_both("linear_gelu", (x, w, bias if n % 2 else None, scale, inv))
+        assert out.dtype == torch.int8 and out.shape == ref.shape == (*lead, n)
+        assert torch.equal(out, ref), f"{isa} linear_gelu {lead}x{k}x{n} inv {inv}: " \
+            f"{(out.int() - ref.int()).abs().max()} max diff"
+    assert (ref == 127).any() or n * x[..., 0].numel() < 50
+
+
+def test_gelu_definition_matches_erf_gelu():
+    """The epilogue's rational erf: GELU within 2e-6 (relative beyond |v| = 1), 0 / v far out."""
+    v = torch.cat([torch.linspace(-30, 30, 600_001), torch.tensor([0.0, -0.0, 1e-30, -1e30, 1e30])])
+    exact = torch.nn.functional.gelu(v.double())
+    err = (reference.gelu(v).double() - exact).abs() / v.double().abs().clamp_min(1.0)
+    assert float(err.max()) < 2e-6
+    assert float(reference.gelu(torch.tensor([-1e30]))) == 0.0 and float(reference.gelu(torch.tensor([-6.0]))) == 0.0
+    assert abs(float(reference.gelu(torch.tensor([50.0]))) - 50.0) <= 50.0 * 2**-23
+
+
 CONV_SHAPES = [  # N, C, H, W, O, KH, KW, stride, padding (t, b, l, r), dilation, groups
     (2, 16, 5, 7, 24, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1 direct GEMM
     (2, 16, 9, 9, 20, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),      # 1x1 stride 2
@@ -231,6 +259,9 @@ def test_ops_dispatch_to_cpu(ext):
     scale = torch.full((16,), 0.01)
     args = (q, w, None, scale, None, None, None, None, 0.0, -128.0, 127.0, torch.int8)
     assert torch.equal(torch.ops.int8compile.linear(*args, "cpu"), torch.ops.int8compile.linear(*args, "reference"))
+    args = (q, w, None, scale, 7.5)
+    assert torch.equal(torch.ops.int8compile.linear_gelu(*args, "cpu"),
+                       torch.ops.int8compile.linear_gelu(*args, "reference"))
 
 
 def test_weight_pack_cache_tracks_in_place_updates(ext):

@@ -239,3 +239,66 @@ def test_projections_of_one_tensor_share_one_quantize():
     cm, y, ref, rep = run(M(), lambda: torch.randn(2, 5, 16))
     assert rep.op_counts()["quantize"] == 1
     assert rel_error(y, ref) < 0.05
+
+
+class LinearGeluLinear(nn.Module):
+    def __init__(self, approximate="none"):
+        super().__init__()
+        self.up, self.down = nn.Linear(24, 64), nn.Linear(64, 24)
+        self.approximate = approximate
+
+    def forward(self, x):
+        return self.down(F.gelu(self.up(x), approximate=self.approximate))
+
+
+def test_gelu_between_linears_runs_in_the_epilogue():
+    """linear -> GELU -> linear (3-D, so GELU arrives after a view): one linear_gelu with int8 output."""
+    cm, y, ref, rep = run(LinearGeluLinear(), lambda: torch.randn(2, 9, 24))
+    assert int8compile.counters["linear"] == 2 and int8compile.counters["gelu"] == 1
+    counts = rep.op_counts()
+    assert counts["linear_gelu"] == 1 and counts["linear"] == 1
+    assert counts["quantize"] == 1 and counts["dequantize"] == 0
+    assert "aten.gelu" not in rep.code
+    assert int8_rows(rep)[0].fused == "gelu"
+    assert rel_error(y, ref) < 0.03
+
+
+def test_gelu_end_to_end_cpu_equals_reference():
+    make = lambda: torch.randn(3, 24)
+    torch.manual_seed(1)
+    model = LinearGeluLinear().eval()
+    batches = [make() for _ in range(4)]
+    outs = {}
+    for target in ("cpu", "reference"):
+        torch._dynamo.reset()
+        with torch.no_grad():
+            cm = torch.compile(model, backend="int8", options={"target": target, "progress": False})
+            with int8compile.calibrate(cm, progress=False):
+                for b in batches[:3]:
+                    cm(b)
+            outs[target] = cm(batches[3])
+            assert int8compile.report(cm).op_counts()["linear_gelu"] == 1
+    assert torch.equal(outs["cpu"], outs["reference"])
+
+
+def test_gelu_before_float_consumer_stays_in_pytorch():
+    """The last linear's GELU feeds float code: float output, then aten.gelu exactly as before."""
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(16, 32)
+
+        def forward(self, x):
+            return F.gelu(self.fc(x)) * 2
+
+    cm, y, ref, rep = run(M(), lambda: torch.randn(4, 16))
+    assert int8compile.counters["gelu"] == 1
+    assert rep.op_counts()["linear_gelu"] == 0 and rep.op_counts()["linear"] == 1
+    assert rel_error(y, ref) < 0.03
+
+
+def test_tanh_gelu_is_not_fused():
+    cm, y, ref, rep = run(LinearGeluLinear("tanh"), lambda: torch.randn(2, 9, 24))
+    assert int8compile.counters["gelu"] == 0
+    assert rep.op_counts()["linear_gelu"] == 0
+    assert rel_error(y, ref) < 0.03

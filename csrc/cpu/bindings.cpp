@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <atomic>
@@ -215,11 +216,12 @@ void run_gemm(const IsaKernels* k, GemmProblem& p) {
 }
 
 // ---- linear ------------------------------------------------------------------------------------
-Tensor linear(const Tensor& x, const Tensor& packed, const Tensor& colsum, int64_t N,
-              const optional<Tensor>& bias, const Tensor& scale, const optional<Tensor>& mult,
-              const optional<Tensor>& shift, const optional<Tensor>& residual,
-              const optional<Tensor>& res_mult, double res_scale, double lo, double hi,
-              int64_t out_kind, const std::string& isa) {
+// gelu_inv > 0: the GELU epilogue (OUT_I8_GELU): float value (scale), GELU, int8 at 1 / gelu_inv
+Tensor linear_impl(const Tensor& x, const Tensor& packed, const Tensor& colsum, int64_t N,
+                   const optional<Tensor>& bias, const Tensor& scale, const optional<Tensor>& mult,
+                   const optional<Tensor>& shift, const optional<Tensor>& residual,
+                   const optional<Tensor>& res_mult, double res_scale, double lo, double hi,
+                   int64_t out_kind, const std::string& isa, double gelu_inv) {
   TORCH_CHECK(x.scalar_type() == at::kChar, "linear: int8 input expected");
   const IsaKernels* k = isa_for(isa);
   const int64_t K = x.size(-1);
@@ -236,6 +238,12 @@ Tensor linear(const Tensor& x, const Tensor& packed, const Tensor& colsum, int64
   Tensor be = bias_eff(bias, colsum, 0, N, k->compensation);
   p.bias = be.data_ptr<int32_t>();
   p.epi = make_epi(h, N, residual.has_value(), scale, mult, shift, res_mult, res_scale, lo, hi, out_kind);
+  if (gelu_inv > 0) {
+    TORCH_CHECK(out_kind == 0 && !residual.has_value() && !mult.has_value(),
+                "linear_gelu: int8 output, no residual, float scale only");
+    p.epi.kind = OUT_I8_GELU;
+    p.epi.out_inv = (float)gelu_inv;
+  }
   p.epi.out = out.data_ptr(); p.epi.ldo = N;
   if (residual.has_value()) {
     h.res = residual->reshape({-1, N}).contiguous();
@@ -244,6 +252,23 @@ Tensor linear(const Tensor& x, const Tensor& packed, const Tensor& colsum, int64
   }
   if (M > 0 && N > 0) run_gemm(k, p);
   return out.view(oshape);
+}
+
+Tensor linear(const Tensor& x, const Tensor& packed, const Tensor& colsum, int64_t N,
+              const optional<Tensor>& bias, const Tensor& scale, const optional<Tensor>& mult,
+              const optional<Tensor>& shift, const optional<Tensor>& residual,
+              const optional<Tensor>& res_mult, double res_scale, double lo, double hi,
+              int64_t out_kind, const std::string& isa) {
+  return linear_impl(x, packed, colsum, N, bias, scale, mult, shift, residual, res_mult, res_scale,
+                     lo, hi, out_kind, isa, 0.0);
+}
+
+// int8 y = quantize(gelu(fp32(acc) * scale[n]), inv_out) (docs/numerics.md section 6.1)
+Tensor linear_gelu(const Tensor& x, const Tensor& packed, const Tensor& colsum, int64_t N,
+                   const optional<Tensor>& bias, const Tensor& scale, double inv_out, const std::string& isa) {
+  TORCH_CHECK(inv_out > 0, "linear_gelu: inv_out must be positive");
+  return linear_impl(x, packed, colsum, N, bias, scale, {}, {}, {}, {}, 0.0, -INFINITY, INFINITY, 0, isa,
+                     inv_out);
 }
 
 // ---- conv2d ------------------------------------------------------------------------------------
@@ -532,6 +557,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pack_weight", &i8c::pack_weight);
   m.def("pack_depthwise", &i8c::pack_depthwise);
   m.def("linear", &i8c::linear);
+  m.def("linear_gelu", &i8c::linear_gelu);
   m.def("conv2d", &i8c::conv2d);
   m.def("quantize", &i8c::quantize);
   m.def("dequantize", &i8c::dequantize);

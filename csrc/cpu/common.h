@@ -19,7 +19,18 @@ constexpr int KC = 1024;
 constexpr int PANEL = 64;             // packed weight panel width (columns), VNNI and AVX2 alike
 
 // Output kinds of the fused epilogue.
-enum OutKind : int { OUT_I8_FLOAT = 0, OUT_I8_FIXED = 1, OUT_F32 = 2, OUT_BF16 = 3, OUT_F16 = 4 };
+enum OutKind : int { OUT_I8_FLOAT = 0, OUT_I8_FIXED = 1, OUT_F32 = 2, OUT_BF16 = 3, OUT_F16 = 4,
+                     OUT_I8_GELU = 5 };   // float output value (scale), GELU, then quantize (out_inv)
+
+// GELU of the epilogue (docs/numerics.md section 6.1): erf as the odd/even rational function below on
+// z = clamp(v * RSQRT2, -4, 4), every multiply and add rounded on its own (no FMA). The constants are
+// exact binary32 values, written in hex so that C++ and Python (kernels/reference.py) agree bit for bit.
+constexpr float GELU_RSQRT2 = 0x1.6a09e6p-1f;
+constexpr float GELU_A1 = -0x1.07b7a8p-6f, GELU_A3 = -0x1.8343ecp-9f, GELU_A5 = -0x1.8158c6p-11f,
+                GELU_A7 = -0x1.dd85a4p-15f, GELU_A9 = -0x1.19fea2p-19f, GELU_A11 = 0x1.dbffdcp-26f,
+                GELU_A13 = -0x1.2bbe16p-32f;
+constexpr float GELU_B0 = -0x1.d36d4ep-7f, GELU_B2 = -0x1.e337f0p-8f, GELU_B4 = -0x1.b9249cp-10f,
+                GELU_B6 = -0x1.bf7a52p-13f, GELU_B8 = -0x1.e8c19ap-17f;
 
 // Epilogue: per output channel n (indices relative to the pointers, which the driver offsets to the
 // group's first channel).  acc already contains the bias (and the VNNI compensation).
@@ -30,6 +41,7 @@ struct Epi {
   const int32_t* shift = nullptr;      // [N]
   const int32_t* res_mult = nullptr;   // [N] (fixed / pot with residual)
   float res_scale = 0.f;               // float mode with residual
+  float out_inv = 0.f;                 // OUT_I8_GELU: fp32(1 / s_y) of the int8 output
   float lo_f = 0.f, hi_f = 0.f;        // clamp (float mode / float output), fp32
   int32_t lo_i = -128, hi_i = 127;     // clamp (fixed mode), int8 codes
   void* out = nullptr;                 // element (0, 0) of this problem's output

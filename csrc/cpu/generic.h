@@ -64,6 +64,21 @@ inline float clampf(float v, float lo, float hi) {     // torch.clamp: min(max(v
   return v > hi ? hi : v;
 }
 
+// GELU of the epilogue, op by op as docs/numerics.md section 6.1 (compiled with -ffp-contract=off).
+inline float gelu_f32(float v) {
+  const float z = clampf(v * GELU_RSQRT2, -4.f, 4.f);
+  const float z2 = z * z, z4 = z2 * z2, z8 = z4 * z4;
+  // Estrin's scheme (short dependency chains); the order of every operation is normative
+  const float p01 = GELU_A1 + GELU_A3 * z2, p23 = GELU_A5 + GELU_A7 * z2;
+  const float p46 = (GELU_A9 + GELU_A11 * z2) + z4 * GELU_A13;
+  const float p = (p01 + z4 * p23) + z8 * p46;
+  const float q01 = GELU_B0 + GELU_B2 * z2;
+  const float q24 = (GELU_B4 + GELU_B6 * z2) + z4 * GELU_B8;
+  const float q = q01 + z4 * q24;
+  const float erf = clampf((z * p) / q, -1.f, 1.f);       // keeps 1 + erf >= 0
+  return (v * 0.5f) * (erf + 1.f);
+}
+
 // Thread-local scratch, grown on demand, 64-byte aligned (no std containers: see top of file).
 struct Scratch {
   void* p = nullptr;
@@ -104,6 +119,15 @@ void epi_rows_generic(const Epi& e, const int32_t* acc, int64_t ldacc, int64_t r
             float v = (float)a[j] * sc[j];
             o[j] = (int8_t)(int)std::nearbyint(clampf(v, e.lo_f, e.hi_f));
           }
+        }
+        break;
+      }
+      case OUT_I8_GELU: {
+        int8_t* o = (int8_t*)e.out + m * e.ldo + n0;
+        const float* sc = e.scale + n0;
+        for (int64_t j = 0; j < ncols; ++j) {
+          const float g = gelu_f32((float)a[j] * sc[j]) * e.out_inv;
+          o[j] = (int8_t)(int)std::nearbyint(clampf(g, -128.f, 127.f));
         }
         break;
       }

@@ -88,12 +88,20 @@ def set_isa(name: Optional[str]) -> None:
     _forced_isa = name
 
 
+_isa_memo: dict[tuple, str] = {}        # (forced, $INT8COMPILE_CPU_ISA) -> path; per kernel call
+
+
 def active_isa() -> str:
+    key = (_forced_isa, os.environ.get("INT8COMPILE_CPU_ISA"))
+    name = _isa_memo.get(key) if _ext is not None else None
+    if name is not None:
+        return name
     ext = _load()
-    name = _forced_isa or os.environ.get("INT8COMPILE_CPU_ISA") or ext.best_isa()
+    name = key[0] or key[1] or ext.best_isa()
     if name not in ISAS or not ext.cpu_supports(name):
         warn_once(TARGET, f"INT8COMPILE_CPU_ISA={name!r} is not usable here; using {ext.best_isa()}")
         name = ext.best_isa()
+    _isa_memo[key] = name
     return name
 
 
@@ -233,9 +241,10 @@ def check_dequantize(call: OpCall) -> Optional[str]:
 # ---- kernels ------------------------------------------------------------------------------------------
 def _runnable(*tensors: Optional[Tensor]) -> Optional[str]:
     """None if these arguments can run here; else why the call goes to the reference instead."""
-    if any(t is not None and t.device.type != "cpu" for t in tensors):
-        return "the cpu target runs on CPU tensors only"
-    return build_error()
+    for t in tensors:
+        if t is not None and not t.is_cpu:
+            return "the cpu target runs on CPU tensors only"
+    return None if _ext is not None else build_error()
 
 
 @register("quantize", TARGET, priority=PRIORITY, check=check_quantize, device="cpu")
@@ -287,6 +296,26 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mul
     packed, colsum = packed_weight(weight, 1, isa)
     return _load().linear(x, packed, colsum, weight.shape[0], bias, scale, mult, shift, residual,
                           res_mult, float(res_scale), float(lo), float(hi), _OUT_KIND[out_dtype], isa)
+
+
+def check_linear_gelu(call: OpCall) -> Optional[str]:
+    return check_linear(call)
+
+
+@register("linear_gelu", TARGET, priority=PRIORITY, check=check_linear_gelu, device="cpu")
+def linear_gelu(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor,
+                inv_out_scale: float) -> Tensor:
+    reason = _runnable(x, weight, bias, scale)
+    if reason is None:
+        reason = _gemm_args_ok(x, weight, torch.int8, None, weight.shape[1])
+    if reason is None and not inv_out_scale > 0:
+        reason = f"inv_out_scale {inv_out_scale}"
+    if reason is not None:
+        warn_once(TARGET, reason)
+        return reference.linear_gelu(x, weight, bias, scale, inv_out_scale)
+    isa = active_isa()
+    packed, colsum = packed_weight(weight, 1, isa)
+    return _load().linear_gelu(x, packed, colsum, weight.shape[0], bias, scale, float(inv_out_scale), isa)
 
 
 @register("conv2d", TARGET, priority=PRIORITY, check=check_conv2d, device="cpu")

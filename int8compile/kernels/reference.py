@@ -74,6 +74,38 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mul
     return epilogue(acc, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype)
 
 
+# GELU of the epilogue (docs/numerics.md section 6.1): exact binary32 constants (the hex literals of
+# csrc/cpu/common.h), one rounding per multiply and add, in this order (Python's + is left to right).
+GELU_RSQRT2 = float.fromhex("0x1.6a09e6p-1")
+GELU_A = [float.fromhex(h) for h in ("-0x1.2bbe16p-32", "0x1.dbffdcp-26", "-0x1.19fea2p-19", "-0x1.dd85a4p-15",
+                                     "-0x1.8158c6p-11", "-0x1.8343ecp-9", "-0x1.07b7a8p-6")]   # A13 .. A1
+GELU_B = [float.fromhex(h) for h in ("-0x1.e8c19ap-17", "-0x1.bf7a52p-13", "-0x1.b9249cp-10", "-0x1.e337f0p-8",
+                                     "-0x1.d36d4ep-7")]                                        # B8 .. B0
+
+
+def gelu(v: Tensor) -> Tensor:
+    """GELU (erf form) of a float32 tensor, bit for bit as the kernels compute it."""
+    c = lambda value: torch.tensor(value, dtype=torch.float32, device=v.device)
+    z = (v * c(GELU_RSQRT2)).clamp(-4.0, 4.0)
+    z2 = z * z
+    z4 = z2 * z2
+    z8 = z4 * z4
+    a13, a11, a9, a7, a5, a3, a1 = (c(a) for a in GELU_A)
+    b8, b6, b4, b2, b0 = (c(b) for b in GELU_B)
+    p = (a1 + a3 * z2 + z4 * (a5 + a7 * z2)) + z8 * ((a9 + a11 * z2) + z4 * a13)
+    q = (b0 + b2 * z2) + z4 * ((b4 + b6 * z2) + z4 * b8)
+    erf = ((z * p) / q).clamp(-1.0, 1.0)
+    return (v * c(0.5)) * (erf + c(1.0))
+
+
+@register("linear_gelu", TARGET, priority=0)
+def linear_gelu(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor,
+                inv_out_scale: float) -> Tensor:
+    """int8 out = quantize(gelu(float output of section 5), inv_out_scale) (sections 5, 6.1, 2)."""
+    v = linear(x, weight, bias, scale, None, None, None, None, 0.0, -float("inf"), float("inf"), torch.float32)
+    return quantize(gelu(v), inv_out_scale)
+
+
 @register("conv2d", TARGET, priority=0)
 def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mult: Optional[Tensor],
            shift: Optional[Tensor], residual: Optional[Tensor], res_mult: Optional[Tensor],

@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 log = logging.getLogger(__name__)
 
-OPS = ("quantize", "dequantize", "linear", "conv2d")
+OPS = ("quantize", "dequantize", "linear", "conv2d", "linear_gelu")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,12 @@ def lookup(op: str, target: str) -> Kernel:
     except KeyError:
         raise RuntimeError(f"no {target!r} kernel for int8 op {op!r}; registered targets: "
                            f"{sorted(t for o, t in _KERNELS if o == op)}") from None
+
+
+def has_fast_kernel(op: str, device: str) -> bool:
+    """Whether a target other than the reference implements `op` on `device`."""
+    return any(o == op and k.target != "reference" and k.device in (None, device)
+               for (o, _), k in _KERNELS.items())
 
 
 def targets() -> list[str]:

@@ -14,6 +14,7 @@ import torch
 from torch import fx
 
 from .. import numerics, ops
+from ..kernels import registry
 from ..layers import LayerSpec
 from .context import PassContext
 from .observe import MAX_POOLS, VALUE_PRESERVING, ObserveHook, passthrough_input, root
@@ -78,6 +79,9 @@ def _convert_layer(gm, ctx: PassContext, layer: fx.Node, spec: LayerSpec, int8,
         views = spec.kind == "linear"       # conv inputs must stay channels-last: no reshaped reuse
         xq = _int8_input(gm, ctx, x, s_x, int8, spec.conv1d, views)
         rq = _int8_input(gm, ctx, residual, s_r, int8, spec.conv1d, views) if residual is not None else None
+    if spec.act == "gelu":
+        _convert_gelu_layer(gm, ctx, layer, spec, int8, const, xq, w_q, s_x, s_w, s_y, float_dtype)
+        return
     epilogue = _epilogue(ctx, spec, const, s_x, s_w, s_y, s_r, rq, float_dtype)
     with gm.graph.inserting_before(layer):
         if spec.kind == "linear":
@@ -98,6 +102,35 @@ def _convert_layer(gm, ctx: PassContext, layer: fx.Node, spec: LayerSpec, int8,
     layer.replace_all_uses_with(replacement)
     gm.graph.erase_node(layer)
     spec.scales = {"in": s_x, "out": s_y, "residual": s_r}
+
+
+def _convert_gelu_layer(gm, ctx: PassContext, layer: fx.Node, spec: LayerSpec, int8, const, xq: fx.Node,
+                        w_q: torch.Tensor, s_x: float, s_w: torch.Tensor, s_y: Optional[float],
+                        float_dtype) -> None:
+    """linear + GELU. int8 output: one ops.linear_gelu (GELU in the epilogue, docs/numerics.md 6.1).
+    Float output, or no fast linear_gelu kernel on this device: float linear, then aten.gelu."""
+    scale = numerics.requant_params(numerics.RequantMode.FLOAT, s_x * s_w).scale
+    bias = const(numerics.quantize_bias(spec.bias, s_x, s_w), "bias")
+    fused = s_y is not None and (ctx.options.target == "reference" or
+                                 registry.has_fast_kernel("linear_gelu", ctx.device.type))
+    with gm.graph.inserting_before(layer):
+        if fused:
+            out = gm.graph.call_function(ops.LINEAR_GELU, (xq, const(w_q, "weight"), bias, const(scale, "scale"),
+                                                           numerics.inverse_scale(s_y)))
+            out.meta["int8_layer"] = spec.name
+            out.meta.update(int8_layer_output=spec.name, int8_scale=s_y)
+            replacement = gm.graph.call_function(ops.DEQUANTIZE, (out, s_y, float_dtype))
+            int8[replacement] = Int8Value(out, s_y)
+        else:                                     # the consumers quantize the GELU output themselves
+            inf = float("inf")
+            out = gm.graph.call_function(ops.LINEAR, (xq, const(w_q, "weight"), bias, const(scale, "scale"),
+                                                      None, None, None, None, 0.0, -inf, inf, float_dtype))
+            out.meta["int8_layer"] = spec.name
+            replacement = gm.graph.call_function(aten.gelu.default, (out,))
+            replacement.meta.update(int8_layer_output=spec.name, int8_scale=None)
+    layer.replace_all_uses_with(replacement)
+    gm.graph.erase_node(layer)
+    spec.scales = {"in": s_x, "out": s_y if fused else None, "residual": None}
 
 
 def _epilogue(ctx: PassContext, spec: LayerSpec, const, s_x: float, s_w: torch.Tensor,

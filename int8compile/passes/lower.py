@@ -56,6 +56,9 @@ def _op_call(op: str, node: fx.Node, ctx: PassContext) -> registry.OpCall:
     shapes = {"x": _shape(x), "out": _shape(node)}
     dtypes = {"x": x.meta["val"].dtype, "out": node.meta["val"].dtype}
     params = {"rest": ctx.options.rest}
+    if op == "linear_gelu":
+        shapes["weight"] = _shape(args[1])
+        params.update(mode="float", residual=False)
     if op in ("linear", "conv2d"):
         shapes["weight"] = _shape(args[1])
         params["mode"] = "float" if args[4] is None else ctx.options.requant

@@ -22,7 +22,7 @@ aten = torch.ops.aten
 INF = math.inf
 
 # What match found, summed over every graph compiled in this process (tests assert on it, as on
-# inductor's counters): "conv", "linear", "batch_norm", "add", "relu", "clamp", "pad", "rejected".
+# inductor's counters): "conv", "linear", "batch_norm", "add", "relu", "clamp", "gelu", "pad", "rejected".
 counters: Counter = Counter()
 
 
@@ -105,6 +105,19 @@ CLAMPS: dict[object, Callable[[fx.Node], tuple[float, float]]] = {
     aten.clamp_max.default: lambda n: (-INF, float(n.args[1])),
 }
 ADDS = (aten.add.Tensor,)
+# Curves absorbed right after a linear (nothing else fused): the layer computes them in its epilogue
+# when its output is int8 (ops.linear_gelu, docs/numerics.md section 6.1), else in PyTorch after it.
+CURVES = {aten.gelu.default: "gelu"}
+
+
+def _absorb_curve(spec: LayerSpec, user: fx.Node) -> bool:
+    if user.target not in CURVES or spec.kind != "linear" or spec.fused or spec.act is not None:
+        return False
+    if _arg(user, 1, "approximate", "none") != "none":
+        return False
+    spec.act = CURVES[user.target]
+    spec.fused.append(spec.act)
+    return True
 
 
 def _absorb_add(spec: LayerSpec, tail: fx.Node, user: fx.Node) -> Optional[fx.Node]:
@@ -180,13 +193,13 @@ def match(gm: fx.GraphModule, ctx: PassContext) -> fx.GraphModule:
 def _collapse(gm, ctx: PassContext, anchor: fx.Node, spec: LayerSpec, x: fx.Node) -> None:
     x = _absorb_pad(spec, x)
     tail, residual, absorbed = anchor, None, [anchor]
-    while len(tail.users) == 1:
+    while len(tail.users) == 1 and spec.act is None:      # nothing is absorbed after a curve
         user = next(iter(tail.users))
         other = _absorb_add(spec, tail, user)
         if other is not None:
             residual, spec.has_residual = other, True
             spec.fused.append("add")
-        elif not _absorb_clamp(spec, user):
+        elif not (_absorb_clamp(spec, user) or _absorb_curve(spec, user)):
             break
         tail = user
         absorbed.append(user)

@@ -3,7 +3,7 @@
 After this pass `x @ W.t()`, `F.linear(x, W)` and `x @ W_kn` all read a constant weight directly:
 chains like t(W), permute(W), W.view(...) or W * 2 are evaluated once at compile time. A batched
 linear is traced as view -> mm -> view, so `relu(linear(x3d))` arrives as relu(view(mm)); clamps
-commute with reshapes, so they are swapped to relu(mm) first and match can fuse them.
+commute with reshapes, so they are swapped to relu(mm) first and match can fuse them (GELU too).
 """
 from __future__ import annotations
 
@@ -31,10 +31,11 @@ def normalize(gm: fx.GraphModule, ctx: PassContext) -> fx.GraphModule:
 
 
 def _clamps_before_views(gm: fx.GraphModule) -> None:
-    from .match import CLAMPS
+    from .match import CLAMPS, CURVES
     from .observe import VALUE_PRESERVING
+    elementwise = {**CLAMPS, **CURVES}
     for clamp in list(gm.graph.nodes):
-        view = clamp.args[0] if clamp.op == "call_function" and clamp.target in CLAMPS else None
+        view = clamp.args[0] if clamp.op == "call_function" and clamp.target in elementwise else None
         if not (isinstance(view, fx.Node) and view.target in VALUE_PRESERVING and len(view.users) == 1
                 and isinstance(view.args[0], fx.Node) and len(view.args[0].users) == 1):
             continue
