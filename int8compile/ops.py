@@ -103,6 +103,27 @@ def conv2d(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, l
     return out.contiguous(memory_format=torch.channels_last)
 
 
+# fp32 attention: float code that the cpu target runs faster than aten's SDPA at small head sizes
+# (passes/attention.py puts it into graphs; not an int8 op, so not in the kernel registry).
+_LIB.define("attention(Tensor q, Tensor k, Tensor v, Tensor? mask, float scale) -> Tensor")
+
+
+def _attention_cpu(q, k, v, mask, scale):
+    from .kernels import cpu
+    return cpu.attention(q, k, v, mask, scale)
+
+
+_LIB.impl("attention", _attention_cpu, "CPU")
+
+
+@torch.library.register_fake(f"{NAMESPACE}::attention", lib=_LIB)
+def _attention_fake(q, k, v, mask, scale):
+    b, h, sq, _ = q.shape
+    return q.new_empty((b, sq, h, v.shape[3])).transpose(1, 2)
+
+
+ATTENTION = torch.ops.int8compile.attention.default
+
 # The overloads the passes put into graphs (printable as torch.ops.int8compile.<op>.default).
 QUANTIZE, DEQUANTIZE, LINEAR, CONV2D, LINEAR_GELU = quantize, dequantize, linear, conv2d, linear_gelu
 OP_NAMES = {QUANTIZE: "quantize", DEQUANTIZE: "dequantize", LINEAR: "linear", CONV2D: "conv2d",

@@ -2,7 +2,7 @@
 
     capture -> normalize -> fold_batchnorm -> match -> annotate -> observe
         ... calibration: the user runs batches; observers record ranges (calibration.py) ...
-    convert -> lower -> compile
+    convert -> lower -> fuse_attention -> compile
 
 The first half runs when Dynamo hands us a graph; the second when calibration ends (or when a graph
 compiled later adopts a finished calibration). Parameters are read at `capture` and quantized at
@@ -17,6 +17,7 @@ from typing import Callable
 from torch import fx
 
 from .passes.annotate import annotate
+from .passes.attention import fuse_attention
 from .passes.capture import capture
 from .passes.compile_rest import compile_rest
 from .passes.context import PassContext
@@ -30,7 +31,7 @@ from .passes.observe import observe
 log = logging.getLogger(__name__)
 
 BEFORE_CALIBRATION = (capture, normalize, fold_batchnorm, match, annotate, observe)
-AFTER_CALIBRATION = (convert, lower)
+AFTER_CALIBRATION = (convert, lower, fuse_attention)
 # ...and then compile_rest, which turns the graph into the callable that runs.
 
 

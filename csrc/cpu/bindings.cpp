@@ -271,6 +271,44 @@ Tensor linear_gelu(const Tensor& x, const Tensor& packed, const Tensor& colsum, 
                      inv_out);
 }
 
+// ---- fp32 attention (not an int8 op) -------------------------------------------------------------
+// q [B,H,Sq,D], k [B,H,Sk,D], v [B,H,Sk,Dv] fp32 with unit stride along D; mask: additive fp32,
+// broadcastable to [B,H,Sq,Sk]. Returns [B,H,Sq,Dv] laid out as [B,Sq,H,Dv] (aten's SDPA layout).
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const optional<Tensor>& mask, double scale) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention: 4-D q, k, v expected");
+  TORCH_CHECK(q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat,
+              "attention: fp32 expected");
+  const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2), Dv = v.size(3);
+  TORCH_CHECK(k.size(0) == B && k.size(1) == H && k.size(3) == D && v.size(0) == B && v.size(1) == H &&
+              v.size(2) == Sk, "attention: shapes do not match");
+  TORCH_CHECK(Dv % 16 == 0 && Dv >= 16 && Dv <= 64, "attention: Dv must be 16, 32, 48 or 64");
+  Tensor qc = q.stride(3) == 1 ? q : q.contiguous();
+  Tensor kc = k.stride(3) == 1 ? k : k.contiguous();
+  Tensor vc = v.stride(3) == 1 ? v : v.contiguous();
+  Tensor out = at::empty({B, Sq, H, Dv}, q.options()).transpose(1, 2);
+  AttnProblem a;
+  a.B = B; a.H = H; a.Sq = Sq; a.Sk = Sk; a.D = D; a.Dv = Dv; a.scale = (float)scale;
+  a.q = qc.data_ptr<float>(); a.qb = qc.stride(0); a.qh = qc.stride(1); a.qs = qc.stride(2);
+  a.k = kc.data_ptr<float>(); a.kb = kc.stride(0); a.kh = kc.stride(1); a.ks = kc.stride(2);
+  a.v = vc.data_ptr<float>(); a.vb = vc.stride(0); a.vh = vc.stride(1); a.vs = vc.stride(2);
+  a.out = out.data_ptr<float>(); a.ob = out.stride(0); a.oh = out.stride(1); a.os = out.stride(2);
+  Tensor m;
+  if (mask.has_value()) {
+    TORCH_CHECK(mask->scalar_type() == at::kFloat, "attention: fp32 additive mask expected");
+    m = mask->dim() == 4 ? *mask : mask->reshape({1, 1, mask->size(-2), mask->size(-1)});
+    if (m.size(3) != 1 && m.stride(3) != 1) m = m.contiguous();
+    m = m.expand({B, H, Sq, Sk});
+    if (m.stride(3) != 1) m = m.contiguous();              // a mask broadcast along the keys
+    a.mask = m.data_ptr<float>(); a.mb = m.stride(0); a.mh = m.stride(1); a.ms = m.stride(2);
+  }
+  const int64_t scratch = (D + 4) * ((Sk + 15) / 16 * 16) + 16;
+  at::parallel_for(0, B * H, 1, [&](int64_t b0, int64_t e0) {
+    Tensor buf = at::empty({scratch}, q.options());
+    attention_avx512(a, b0, e0, buf.data_ptr<float>());
+  });
+  return out;
+}
+
 // ---- conv2d ------------------------------------------------------------------------------------
 struct ConvCtx {
   const int8_t* x;
@@ -558,6 +596,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pack_depthwise", &i8c::pack_depthwise);
   m.def("linear", &i8c::linear);
   m.def("linear_gelu", &i8c::linear_gelu);
+  m.def("attention", &i8c::attention);
   m.def("conv2d", &i8c::conv2d);
   m.def("quantize", &i8c::quantize);
   m.def("dequantize", &i8c::dequantize);

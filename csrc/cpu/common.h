@@ -83,6 +83,20 @@ struct DwProblem {                     // depthwise conv, channel multiplier 1, 
   Epi epi;                             // output / residual [N*OH*OW, C]
 };
 
+// fp32 attention (attention_avx512.cpp; float code, outside docs/numerics.md). Tensors are
+// [B, H, S, D] with arbitrary strides in elements except a unit stride along D (and along Sk for the
+// additive mask, whose batch/head strides may be 0 for broadcasting). Dv is 16, 32, 48 or 64.
+struct AttnProblem {
+  const float *q = nullptr, *k = nullptr, *v = nullptr, *mask = nullptr;
+  float* out = nullptr;
+  int64_t B = 0, H = 0, Sq = 0, Sk = 0, D = 0, Dv = 0;
+  int64_t qb = 0, qh = 0, qs = 0, kb = 0, kh = 0, ks = 0, vb = 0, vh = 0, vs = 0;
+  int64_t mb = 0, mh = 0, ms = 0, ob = 0, oh = 0, os = 0;
+  float scale = 1.f;
+};
+// (b, h) pairs t in [bh0, bh1), t = b * H + h; scratch: (D + 4) * round_up(Sk, 16) floats
+void attention_avx512(const AttnProblem& a, int64_t bh0, int64_t bh1, float* scratch);
+
 struct IsaKernels {
   const char* name;
   // bytes of packed weights for an [N, K] int8 matrix

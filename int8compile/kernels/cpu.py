@@ -26,7 +26,8 @@ from .registry import OpCall, register
 TARGET = "cpu"
 PRIORITY = 10                    # above the reference (0)
 EXTENSION = "int8compile_cpu"
-SOURCES = ("cpu/bindings.cpp", "cpu/gemm_scalar.cpp", "cpu/gemm_avx2.cpp", "cpu/gemm_avx512vnni.cpp")
+SOURCES = ("cpu/bindings.cpp", "cpu/gemm_scalar.cpp", "cpu/gemm_avx2.cpp", "cpu/gemm_avx512vnni.cpp",
+           "cpu/attention_avx512.cpp")
 # -fopenmp: at::parallel_for is a header template that only runs in parallel when the extension
 # itself is compiled with OpenMP (torch's OpenMP runtime, already loaded, is the one used)
 CFLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-Wno-unused-function", "-fopenmp")
@@ -316,6 +317,36 @@ def linear_gelu(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor
     isa = active_isa()
     packed, colsum = packed_weight(weight, 1, isa)
     return _load().linear_gelu(x, packed, colsum, weight.shape[0], bias, scale, float(inv_out_scale), isa)
+
+
+_ATTN_DV = (16, 32, 48, 64)
+
+
+def attention_unsupported(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Optional[str]:
+    """None if `attention` can run these arguments on the AVX512 kernel, else the reason."""
+    for t in (q, k, v, mask):
+        if t is not None and (not t.is_cpu or t.dtype != torch.float32):
+            return "attention kernel: fp32 CPU tensors only"
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4 or v.shape[3] not in _ATTN_DV:
+        return f"attention kernel: 4-D q/k/v with head size of v in {_ATTN_DV}"
+    if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3] or q.shape[3] != k.shape[3]:
+        return "attention kernel: q/k/v shapes do not match"
+    if mask is not None and (mask.dim() != 4 or any(m not in (1, s) for m, s in
+                                                     zip(mask.shape, (*q.shape[:3], k.shape[2])))):
+        return "attention kernel: mask not broadcastable to [B, H, Sq, Sk]"
+    if _ext is None and build_error() is not None:
+        return "cpu kernels unavailable"
+    if active_isa() != "avx512vnni":
+        return "attention kernel: needs the AVX512 path"
+    return None
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], scale: float) -> Tensor:
+    """fp32 softmax(q k^T * scale + mask) v (csrc/cpu/attention_avx512.cpp), else aten's SDPA."""
+    if attention_unsupported(q, k, v, mask) is not None:
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default(
+            q, k, v, attn_mask=mask, scale=scale)[0]
+    return _load().attention(q, k, v, mask, float(scale))
 
 
 @register("conv2d", TARGET, priority=PRIORITY, check=check_conv2d, device="cpu")
