@@ -2,11 +2,12 @@
 
 Every contender is captured into a CUDA graph that cycles through several input sets (so repeated
 runs do not measure L2 hits), the graph is replayed many times and the median time per call is taken.
-  GEMM: M in {1, 32, 256, 1024, 4096, 16384}, N = K in {4096, 8192}: ours (fused fixed-point requant
-        + bias, int8 out) vs torch._int_mm (int32 out) vs bf16 / fp16 torch.mm vs fp8 torch._scaled_mm.
+  GEMM: M in {1, 32, 256, 1024, 4096, 16384}, N = K in {4096, 8192}: ours (fused bias + requant,
+        --requant fixed (default) or float, int8 out) vs torch._int_mm (int32 out) vs bf16 / fp16 torch.mm vs fp8 torch._scaled_mm.
   conv: ResNet-50's 53 conv layers (23 distinct shapes) at batch 256 and 1: ours int8 (fused requant,
         int8 out) vs cuDNN fp16 channels_last (F.conv2d, cudnn.benchmark).
-Usage: python benchmarks/bench_cuda.py [--out FILE.md] [--quick] [--sweep-cfg]
+Usage: python benchmarks/bench_cuda.py [--out FILE.md] [--quick] [--sweep-cfg] [--skip-gemm] [--skip-conv]
+                                      [--requant fixed|float]
 """
 from __future__ import annotations
 
@@ -72,11 +73,17 @@ def bench_graph(fns, reps: int = 30, min_calls: int = 8) -> float:
     return statistics.median(times)
 
 
+REQUANT = "fixed"   # --requant: the epilogue mode every "ours" figure uses
+
+
 def requant_fixed(N: int, K: int):
+    """(bias, scale, mult, shift) of an int8-output epilogue in mode REQUANT (mult / shift None for float)."""
     g = torch.Generator().manual_seed(0)
     m = (torch.rand(N, generator=g, dtype=torch.float64) + 0.5) * (60.0 / (73 * 73 * math.sqrt(K)))
-    rq = numerics.requant_params(numerics.RequantMode.FIXED, m)
+    rq = numerics.requant_params(numerics.RequantMode(REQUANT), m)
     bias = torch.randint(-2**16, 2**16, (N,), generator=g, dtype=torch.int32)
+    if rq.mult is None:
+        return bias.to(DEV), rq.scale.to(DEV), None, None
     return bias.to(DEV), rq.scale.to(DEV), rq.mult.to(DEV), rq.shift.to(DEV)
 
 
@@ -155,8 +162,9 @@ RESNET50 = [  # C, O, k, stride, pad, H_in, count
 ]
 
 
-def conv_layer(batch, C, O, k, s, p, H):
-    ext = ck.ext()
+def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False):
+    """{contender: seconds per call} for one conv layer: ours (auto), the mma.sync implicit GEMM, with
+    sweep_cfg every wgmma conv tile whose k-block divides C, and cuDNN fp16 channels-last."""
     from int8compile.ops import conv2d_output_size
     oh, ow = conv2d_output_size((H, H), (k, k), (s, s), (p, p, p, p), (1, 1))
     set_bytes = batch * C * H * H + O * k * k * C
@@ -165,25 +173,26 @@ def conv_layer(batch, C, O, k, s, p, H):
     w = rand_i8(O, k, k, C)
     bias, scale, mult, shift = requant_fixed(O, k * k * C)
     out = torch.empty(batch, O, oh, ow, dtype=torch.int8, device=DEV, memory_format=torch.channels_last)
-    M = batch * oh * ow
-    t_ours = bench_graph([lambda i=i: ck.conv2d_impl(xs[i], w, bias, scale, mult, shift, None, None, 0.0, -128.0,
-                                                     127.0, torch.int8, [s, s], [p, p, p, p], [1, 1], 1, out=out)
-                          for i in range(ns)], reps=15)
-    t_mma = None
-    if k == 1 and p == 0:   # 1x1: also time the mma.sync implicit-GEMM path (auto routes these to wgmma)
-        t_mma = bench_graph([lambda i=i: ck.conv2d_impl(xs[i], w, bias, scale, mult, shift, None, None, 0.0,
-                                                        -128.0, 127.0, torch.int8, [s, s], [p, p, p, p], [1, 1],
-                                                        1, algo="mma64" if O <= 64 else "mma", out=out)
-                             for i in range(ns)], reps=15)
+
+    def ours(**kw):
+        return bench_graph([lambda i=i: ck.conv2d_impl(xs[i], w, bias, scale, mult, shift, None, None, 0.0, -128.0,
+                                                       127.0, torch.int8, [s, s], [p, p, p, p], [1, 1], 1, out=out,
+                                                       **kw)
+                            for i in range(ns)], reps=15)
+    r = {"ours": ours()}
+    r["mma.sync"] = ours(algo="mma64" if O <= 64 else "mma")
+    if sweep_cfg and ck._im2col_unfit(xs[0], w, 1, (s, s), (p, p, p, p), (1, 1), (oh, ow)) is None:
+        for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
+            if C % bk == 0:
+                r[f"sm90 cfg{cfg}"] = ours(algo="sm90", cfg=cfg)
     del xs
     ns2 = n_sets(2 * set_bytes)
     xh = [torch.randn(batch, C, H, H, device=DEV, dtype=torch.float16).contiguous(memory_format=torch.channels_last)
           for _ in range(ns2)]
     wh = torch.randn(O, C, k, k, device=DEV, dtype=torch.float16).contiguous(memory_format=torch.channels_last)
-    t_cudnn = bench_graph([lambda i=i: F.conv2d(xh[i], wh, None, s, p) for i in range(ns2)], reps=15)
+    r["cuDNN fp16"] = bench_graph([lambda i=i: F.conv2d(xh[i], wh, None, s, p) for i in range(ns2)], reps=15)
     del xh
-    ops = 2.0 * M * O * k * k * C
-    return t_ours, t_cudnn, ops, t_mma
+    return r, 2.0 * batch * oh * ow * O * k * k * C
 
 
 def fmt_t(v):
@@ -197,7 +206,11 @@ def main():
     ap.add_argument("--sweep-cfg", action="store_true")
     ap.add_argument("--skip-conv", action="store_true")
     ap.add_argument("--skip-gemm", action="store_true")
+    ap.add_argument("--requant", choices=("fixed", "float"), default="fixed",
+                    help="epilogue mode of our kernels (float is the compiler's default)")
     args = ap.parse_args()
+    global REQUANT
+    REQUANT = args.requant
     torch.backends.cudnn.benchmark = True
     props = torch.cuda.get_device_properties(0)
     lines = [f"# int8compile cuda kernels benchmark", "",
@@ -205,12 +218,13 @@ def main():
              f"CUDA {torch.version.cuda}",
              f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
              f"- command: `python {' '.join(sys.argv)}`",
+             f"- our epilogue: bias + per-channel requant ({REQUANT} mode) to int8",
              "- method: CUDA graph of calls cycling through input sets (> L2), replayed; median of 15-30 samples",
              ""]
     summary = []
     if not args.skip_gemm:
         Ms = [1, 32, 256, 1024, 4096, 16384] if not args.quick else [1, 256, 4096]
-        lines += ["## GEMM (TOPS; ours = wgmma/TMA kernel with fused bias + fixed-point requant, int8 out)", ""]
+        lines += ["## GEMM (TOPS; ours = wgmma/TMA kernel with fused bias + requant epilogue, int8 out)", ""]
         header = None
         for NK in (4096, 8192):
             for M in Ms:
@@ -229,26 +243,33 @@ def main():
                                f"_int_mm {row.get('torch._int_mm') if not isinstance(row.get('torch._int_mm'), float) else round(row['torch._int_mm'], 1)}"
                                f", ratio {ratio:.2f}")
                 print(summary[-1], flush=True)
-        gi = lines.index("## GEMM (TOPS; ours = wgmma/TMA kernel with fused bias + fixed-point requant, int8 out)")
+        gi = lines.index("## GEMM (TOPS; ours = wgmma/TMA kernel with fused bias + requant epilogue, int8 out)")
         lines[gi + 2:gi + 2] = ["| M | N=K | " + " | ".join(header) + " | ours / _int_mm |",
                                 "|---|---|" + "---|" * len(header) + "---|"]
         lines.append("")
     if not args.skip_conv:
         for batch in (256, 1):
-            lines += [f"## ResNet-50 convs, batch {batch} (us per call; x count for the sum)", "",
-                      "| C | O | k | s | H | count | ours int8 us | cuDNN fp16 us | speedup | ours TOPS "
-                      "| 1x1 via mma.sync us |",
-                      "|---|---|---|---|---|---|---|---|---|---|---|"]
+            rows, cols = [], []
             tot_o = tot_c = 0.0
-            for (C, O, k, s, p, H, cnt) in RESNET50:
-                to, tc, ops, tm = conv_layer(batch, C, O, k, s, p, H)
-                tot_o += cnt * to
-                tot_c += cnt * tc
-                lines.append(f"| {C} | {O} | {k} | {s} | {H} | {cnt} | {to * 1e6:.1f} | {tc * 1e6:.1f} | "
-                             f"{tc / to:.2f} | {ops / to / 1e12:.0f} | {'' if tm is None else f'{tm * 1e6:.1f}'} |")
-                print("conv:", lines[-1], flush=True)
+            for (C, O, k, st, p, H, cnt) in RESNET50:
+                r, ops = conv_layer(batch, C, O, k, st, p, H, sweep_cfg=args.sweep_cfg)
+                cols = list(dict.fromkeys(cols + [c for c in r if c not in ("ours", "cuDNN fp16")]))
+                tot_o += cnt * r["ours"]
+                tot_c += cnt * r["cuDNN fp16"]
+                rows.append(((C, O, k, st, H, cnt), r, ops))
+                print(f"conv: C={C} O={O} k={k} s={st} H={H}: " + " ".join(f"{n}={v * 1e6:.1f}us" for n, v in r.items()),
+                      flush=True)
+            lines += [f"## ResNet-50 convs, batch {batch} (us per call; x count for the sum)", "",
+                      "| C | O | k | s | H | count | ours int8 us | cuDNN fp16 us | speedup | ours TOPS | "
+                      + " | ".join(f"{c} us" for c in cols) + " |",
+                      "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(cols)]
+            for (C, O, k, st, H, cnt), r, ops in rows:
+                lines.append(f"| {C} | {O} | {k} | {st} | {H} | {cnt} | {r['ours'] * 1e6:.1f} | "
+                             f"{r['cuDNN fp16'] * 1e6:.1f} | {r['cuDNN fp16'] / r['ours']:.2f} | "
+                             f"{ops / r['ours'] / 1e12:.0f} | "
+                             + " | ".join(f"{r[c] * 1e6:.1f}" if c in r else "" for c in cols) + " |")
             lines.append(f"| **sum** | | | | | 53 | **{tot_o * 1e6:.0f}** | **{tot_c * 1e6:.0f}** | "
-                         f"**{tot_c / tot_o:.2f}** | | |")
+                         f"**{tot_c / tot_o:.2f}** | |" + " |" * len(cols))
             lines.append("")
             summary.append(f"ResNet-50 conv sum batch {batch}: ours {tot_o * 1e3:.3f} ms, cuDNN fp16 "
                            f"{tot_c * 1e3:.3f} ms, speedup {tot_c / tot_o:.2f}")

@@ -208,7 +208,15 @@ CONV_CASES = [  # N, C, H, W, O, KH, KW, stride, padding, dilation, groups
     (4, 64, 14, 14, 128, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),    # M = 784
     (2, 512, 7, 7, 96, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1, C >= 512: wgmma GEMM on sm90
     (1, 512, 9, 9, 40, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),      # 1x1 stride 2, C >= 512
+    # wgmma im2col conv on sm90 (groups 1, C % 64 == 0): tiles crossing image boundaries, M / O tails
+    (3, 128, 11, 13, 200, 3, 3, (2, 2), (1, 0, 1, 0), (1, 1), 1),   # k-block 128, stride 2, asym. padding
+    (2, 64, 12, 10, 64, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2), 1),     # k-block 64, dilation 2, O = 64
+    (2, 128, 9, 9, 72, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1), 1),      # 5x5
+    (1, 192, 7, 7, 130, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),     # C = 192: three 64-channel k-blocks per tap
+    (2, 64, 23, 23, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),     # 7x7 stride 2
+    (5, 256, 14, 14, 256, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),   # 1x1, M = 980
 ]
+SM90_CONV_CASES = [c for c in CONV_CASES if c[10] == 1 and c[1] % 64 == 0]
 
 
 def algos_conv():
@@ -247,6 +255,50 @@ def test_conv2d_bitexact(algo, case):
             failures.append(f"{mode} res={residual} {out_dtype} {act}: {int((diff != 0).sum())} of {diff.numel()} "
                             f"differ")
     assert not failures, failures
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and torch.cuda.get_device_capability() != (9, 0), reason="sm90 only")
+@pytest.mark.parametrize("case", SM90_CONV_CASES, ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}s{c[7][0]}")
+def test_conv2d_sm90_every_tile(case):
+    """Every wgmma conv tile config whose k-block divides C, bit-exact in two epilogue variants."""
+    N, C, H, W, O, KH, KW, stride, padding, dilation, groups = case
+    g = torch.Generator().manual_seed(hash(case) & 0xFFFF_FFFF)
+    from int8compile.ops import conv2d_output_size
+    oh, ow = conv2d_output_size((H, W), (KH, KW), stride, padding, dilation)
+    failures = []
+    for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
+        if C % bk:
+            continue
+        for mode, residual, out_dtype, act in (EPI_VARIANTS[3], EPI_VARIANTS[7]):
+            x = rand_i8((N, C, H, W), g).to(DEV).contiguous(memory_format=torch.channels_last)
+            w = rand_i8((O, KH, KW, C), g, -127, 127).to(DEV)
+            e = to_dev(epilogue_args(O, KH * KW * C, mode, residual, out_dtype, act, g, (N, O, oh, ow)))
+            if e["residual"] is not None:
+                e["residual"] = e["residual"].contiguous(memory_format=torch.channels_last)
+            expect = ref.conv2d(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
+                                e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups)
+            out = poisoned((N, O, oh, ow), out_dtype, channels_last=True)
+            got = ck.conv2d_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
+                                 e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups,
+                                 algo="sm90", cfg=cfg, out=out)
+            torch.cuda.synchronize()
+            if not torch.equal(got, expect):
+                diff = (got.double() - expect.double()).abs()
+                failures.append(f"cfg {cfg} {mode} {out_dtype}: {int((diff != 0).sum())} of {diff.numel()} differ")
+    assert not failures, failures
+
+
+def test_im2col_fit_reasons():
+    """The wgmma conv declines what the TMA im2col unit cannot address, with the reason."""
+    x = torch.empty(1, 64, 8, 8, dtype=torch.int8).contiguous(memory_format=torch.channels_last)
+    w = torch.empty(64, 3, 3, 64, dtype=torch.int8)
+    assert ck._im2col_unfit(x, w, 1, (1, 1), (1, 1, 1, 1), (1, 1), (8, 8)) is None
+    assert "grouped" in ck._im2col_unfit(x, w, 2, (1, 1), (1, 1, 1, 1), (1, 1), (8, 8))
+    x48 = torch.empty(1, 48, 8, 8, dtype=torch.int8).contiguous(memory_format=torch.channels_last)
+    assert "64" in ck._im2col_unfit(x48, w, 1, (1, 1), (1, 1, 1, 1), (1, 1), (8, 8))
+    assert "stride" in ck._im2col_unfit(x, w, 1, (9, 9), (1, 1, 1, 1), (1, 1), (1, 1))
+    assert "corner" in ck._im2col_unfit(x, w, 1, (1, 1), (200, 200, 200, 200), (1, 1), (406, 406))
 
 
 # ---------------------------------------------------------------- quantize / dequantize
@@ -324,7 +376,7 @@ def test_sanitizer_small():
                                  e["res_scale"], e["lo"], e["hi"], torch.int8, algo=name, cfg=cfg, splits=splits,
                                  max_ctas=max_ctas)
             assert torch.equal(got, expect), algo
-    for case in (CONV_CASES[0], CONV_CASES[3], CONV_CASES[7], CONV_CASES[9]):
+    for case in (CONV_CASES[0], CONV_CASES[3], CONV_CASES[7], CONV_CASES[9]) + tuple(SM90_CONV_CASES[-6:-1]):
         test_conv2d_bitexact("auto", case)
     test_quantize_bitexact(torch.float16, (3, 5, 7, 9), "nchw")
     test_dequantize_bitexact(torch.bfloat16, (1001,), "flat")

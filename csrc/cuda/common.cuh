@@ -10,11 +10,11 @@
 
 namespace i8c {
 
-// fp32(a + b) for int32 a, b where the sum is exact in int64 (the reference adds bias in int64).
+// fp32(a + b) for int32 a, b: the exact int64 sum rounded once (the reference adds bias in int64).
+// Branch-free on purpose: the epilogue is latency bound, and straight-line code lets the compiler
+// interleave the many independent elements a thread holds.
 __device__ __forceinline__ float acc_to_float(int32_t a, int32_t b) {
-  int32_t s = (int32_t)((uint32_t)a + (uint32_t)b);
-  if (((a ^ s) & (b ^ s)) < 0) return __ll2float_rn((long long)a + (long long)b);
-  return __int2float_rn(s);
+  return __ll2float_rn((long long)a + (long long)b);
 }
 
 struct ChanP {
@@ -45,22 +45,16 @@ __device__ __forceinline__ int epi_int8(const EpiParams& p, const ChanP& q, int3
     v = fminf(fmaxf(v, p.lo), p.hi);
     return __float2int_rn(v);
   } else {
-    // (acc + bias) * mult in int64: one 32x32->64 multiply unless the bias add leaves int32
-    int32_t s32 = (int32_t)((uint32_t)a + (uint32_t)q.b);
-    long long v;
-    if (((a ^ s32) & (q.b ^ s32)) >= 0) {
-      v = (long long)s32 * (long long)q.m;
-    } else {
-      long long acc = (long long)a + (long long)q.b;
-      v = (long long)((unsigned long long)acc * (unsigned long long)(long long)q.m);  // wraps like torch
-    }
-    if (RES) v = (long long)((unsigned long long)v + (unsigned long long)((long long)r * (long long)q.rm));
-    int sh = q.sh;
-    if (sh > 0) v = (long long)((unsigned long long)v + (1ull << (sh - 1)));
-    v >>= sh;
+    // ((acc + bias) * mult [+ r * res_mult] + 2^(shift-1)) >> shift in int64, wrapping like torch;
+    // branch-free (see acc_to_float). (1 << shift) >> 1 is the rounding term, 0 for shift == 0.
+    long long acc = (long long)a + (long long)q.b;
+    unsigned long long v = (unsigned long long)acc * (unsigned long long)(long long)q.m;
+    if (RES) v += (unsigned long long)((long long)r * (long long)q.rm);
+    v += (1ull << q.sh) >> 1;
+    long long y = (long long)v >> q.sh;
     long long lo = (long long)p.lo, hi = (long long)p.hi;
-    v = v < lo ? lo : (v > hi ? hi : v);
-    return (int)v;
+    y = y < lo ? lo : (y > hi ? hi : y);
+    return (int)y;
   }
 }
 

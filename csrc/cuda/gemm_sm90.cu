@@ -1,9 +1,13 @@
-// Hopper (sm_90a) int8 GEMM for linear: y[M,N] = epilogue(x[M,K] . w[N,K]^T).
+// Hopper (sm_90a) int8 GEMM for linear, y[M,N] = epilogue(x[M,K] . w[N,K]^T), and implicit-GEMM conv2d.
 // Persistent, warp-specialised: warpgroup 0 is the TMA producer (one thread issues
-// cp.async.bulk.tensor into a STAGES-deep ring of 128B-swizzled tiles, completing on mbarriers),
+// cp.async.bulk.tensor into a STAGES-deep ring of swizzled tiles, completing on mbarriers),
 // warpgroups 1..BM/64 are consumers, each issuing wgmma.m64nBNk32 s32.s8.s8 on a 64-row slice and
 // running the fused requant epilogue from registers. K tails, M and N edges are zero-filled by TMA.
-// Requires K % 16 == 0 (TMA row stride) and 16-byte aligned x / w.
+// Linear requires K % 16 == 0 (TMA row stride) and 16-byte aligned x / w.
+// Conv (CONV = true): the A tile of k-block (tap r,s; channels c0..c0+BK) is one TMA im2col load:
+// BM output pixels walked in (n, oh, ow) order with the conv stride, shifted by the tap offset,
+// padding zero-filled by the TMA unit; no im2col matrix exists anywhere. Weights [O, KH*KW*Cg] are the
+// plain B operand. Needs groups == 1 and C % BK == 0 so a k-block never straddles two taps.
 #include "common.cuh"
 #include "wgmma_s8.cuh"
 #include "launch.h"
@@ -15,7 +19,12 @@
 namespace i8c {
 namespace sm90 {
 
-constexpr int BK = 128;  // bytes of K per stage = one 128-byte swizzle row
+// BK: bytes of K per stage = one swizzle row (128 -> 128-byte swizzle, 64 -> 64-byte swizzle).
+
+// Conv geometry for the im2col producer (CONV = true).
+struct ConvGeom {
+  int OH, OW, sh, sw, pt, pl, dh, dw, KW, cblocks;  // cblocks = C / BK (k-blocks per filter tap)
+};
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return (uint32_t)__cvta_generic_to_shared(p);
@@ -61,13 +70,27 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, u
       : "memory");
 #endif
 }
-__device__ __forceinline__ uint64_t desc128(const void* p) {
+// im2col load: {c, w, h, n} is the first pixel's window origin, {ow_off, oh_off} the filter tap.
+__device__ __forceinline__ void tma_load_im2col(void* dst, const CUtensorMap* map, uint64_t* bar, int c, int w,
+                                                int h, int n, uint16_t off_w, uint16_t off_h) {
+#ifdef I8C_SM90
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, "
+      "%4, %5}], [%6], {%7, %8};" ::"r"(smem_u32(dst)),
+      "l"((uint64_t)map), "r"(c), "r"(w), "r"(h), "r"(n), "r"(smem_u32(bar)), "h"(off_w), "h"(off_h)
+      : "memory");
+#endif
+}
+// wgmma shared-memory descriptor of a K-major tile whose rows are one BK-byte swizzle atom.
+template <int BK>
+__device__ __forceinline__ uint64_t desc_sw(const void* p) {
+  static_assert(BK == 128 || BK == 64, "BK must be 64 or 128");
   uint64_t a = smem_u32(p);
   uint64_t d = 0;
   d |= (a & 0x3FFFF) >> 4;
-  d |= (uint64_t)1 << 16;            // LBO (unused for swizzled K-major)
-  d |= (uint64_t)(1024 >> 4) << 32;  // SBO: 8 rows x 128 B
-  d |= (uint64_t)1 << 62;            // 128-byte swizzle
+  d |= (uint64_t)1 << 16;                  // LBO (unused for swizzled K-major)
+  d |= (uint64_t)((8 * BK) >> 4) << 32;    // SBO: 8 rows x BK bytes
+  d |= (uint64_t)(BK == 128 ? 1 : 2) << 62;  // 128-byte / 64-byte swizzle
   return d;
 }
 __device__ __forceinline__ void wg_fence() {
@@ -99,7 +122,7 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 #endif
 }
 
-template <int BM, int BN, int STAGES>
+template <int BM, int BN, int BK, int STAGES>
 struct Smem {
   int8_t A[STAGES][BM * BK];
   int8_t B[STAGES][BN * BK];
@@ -111,12 +134,12 @@ struct Smem {
 };
 
 // int8 output tiles are staged in shared memory and written with 16-byte stores when they fit.
-template <int BM, int BN, int STAGES, bool PP>
+template <int BM, int BN, int BK, int STAGES, bool PP>
 struct OutStage {
   static constexpr int OSTRIDE = BN + 16;  // padded rows: conflict-free char2 writes
   static constexpr int ROWS = PP ? BM : 64;
   static constexpr size_t BYTES = (PP ? 2 : BM / 64) * ROWS * OSTRIDE;
-  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, STAGES>) + 127) & ~(size_t)127;
+  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES>) + 127) & ~(size_t)127;
   static constexpr bool ON = OFFSET + BYTES + 1024 <= 227 * 1024;
 };
 
@@ -219,17 +242,17 @@ __device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt,
 // PP = ping-pong: the two consumer warpgroups take alternate BM x BN tiles (each issues BM/64 wgmma per
 // k-step), so one's epilogue overlaps the other's main loop. Otherwise the consumers split a tile's rows.
 // CPS: CTAs per SM (2: two co-resident CTAs, one's epilogue overlapping the other's main loop).
-template <int BM, int BN, int STAGES, bool PP, int CPS>
+template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV>
 __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,
-                int N, int K, EpiParams p, int splits, int32_t* ws, int* cnt) {
+                int N, int K, EpiParams p, int splits, int32_t* ws, int* cnt, ConvGeom g) {
 #ifdef I8C_SM90
   constexpr int NCONS = PP ? 2 : BM / 64;
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
-  using OS_ = OutStage<BM, BN, STAGES, PP>;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP>;
   extern __shared__ uint8_t smem_raw[];
   uintptr_t base = ((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023;
-  auto& s = *reinterpret_cast<Smem<BM, BN, STAGES>*>(base);
+  auto& s = *reinterpret_cast<Smem<BM, BN, BK, STAGES>*>(base);
 
   const int num_m = (M + BM - 1) / BM, num_n = (N + BN - 1) / BN;
   const int tiles = num_m * num_n;
@@ -258,11 +281,26 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
         int kb = sp * kps, ke = min(ktiles, kb + kps);
         int tm, tn;
         tile_coords(t, num_m, num_n, tm, tn);
+        int img = 0, h0 = 0, w0 = 0;  // conv: window origin of the tile's first output pixel
+        if constexpr (CONV) {
+          int m0 = tm * BM, plane = g.OH * g.OW;
+          img = m0 / plane;
+          int oh = (m0 - img * plane) / g.OW, ow = m0 - img * plane - oh * g.OW;
+          h0 = oh * g.sh - g.pt;
+          w0 = ow * g.sw - g.pl;
+        }
         for (int kt = kb; kt < ke; ++kt, ++it) {
           int st = it % STAGES, ph = (it / STAGES) & 1;
           mbar_wait(&s.empty[st], ph ^ 1);
           mbar_expect_tx(&s.full[st], (BM + BN) * BK);
-          tma_load_2d(s.A[st], &tmA, &s.full[st], kt * BK, tm * BM);
+          if constexpr (CONV) {
+            int tap = kt / g.cblocks, cb = kt - tap * g.cblocks;
+            int r = tap / g.KW, q = tap - r * g.KW;
+            tma_load_im2col(s.A[st], &tmA, &s.full[st], cb * BK, w0, h0, img, (uint16_t)(q * g.dw),
+                            (uint16_t)(r * g.dh));
+          } else {
+            tma_load_2d(s.A[st], &tmA, &s.full[st], kt * BK, tm * BM);
+          }
           tma_load_2d(s.B[st], &tmB, &s.full[st], kt * BK, tn * BN);
         }
       }
@@ -301,7 +339,7 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
 #pragma unroll
           for (int mb = 0; mb < WGM; ++mb) {
             const int8_t* a = s.A[st] + (PP ? mb : c) * 64 * BK;
-            wgmma_s8<BN>(d + mb * (BN / 2), desc128(a + kk * 32), desc128(b + kk * 32),
+            wgmma_s8<BN>(d + mb * (BN / 2), desc_sw<BK>(a + kk * 32), desc_sw<BK>(b + kk * 32),
                          (kt > kb || kk > 0) ? 1 : 0);
           }
         wg_commit();
@@ -344,42 +382,68 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
 #endif
 }
 
-static PFN_cuTensorMapEncodeTiled_v12000 get_encode() {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    void* ptr = nullptr;
-    cudaDriverEntryPointQueryResult q;
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000, cudaEnableDefault, &q) ==
-            cudaSuccess &&
-        q == cudaDriverEntryPointSuccess)
-      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(ptr);
-  });
-  return fn;
+template <typename Fn>
+static Fn driver_entry(const char* name) {
+  void* ptr = nullptr;
+  cudaDriverEntryPointQueryResult q;
+  if (cudaGetDriverEntryPointByVersion(name, &ptr, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+      q == cudaDriverEntryPointSuccess)
+    return reinterpret_cast<Fn>(ptr);
+  return nullptr;
 }
 
-static const char* make_map(CUtensorMap* map, const void* ptr, int rows, int K, int box_rows) {
-  auto enc = get_encode();
+static CUtensorMapSwizzle swizzle_of(int bk) {
+  return bk == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
+}
+
+// [rows, K] row-major int8, boxes of box_rows x bk bytes.
+static const char* make_map(CUtensorMap* map, const void* ptr, int rows, int K, int box_rows, int bk) {
+  static auto enc = driver_entry<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled");
   if (!enc) return "cuTensorMapEncodeTiled unavailable";
   cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
   cuuint64_t strides[1] = {(cuuint64_t)K};
-  cuuint32_t box[2] = {(cuuint32_t)BK, (cuuint32_t)box_rows};
+  cuuint32_t box[2] = {(cuuint32_t)bk, (cuuint32_t)box_rows};
   cuuint32_t estr[2] = {1, 1};
   CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(ptr), dims, strides, box, estr,
-                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                   CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of(bk), CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled failed";
 }
 
-template <int BM, int BN, int STAGES, bool PP, int CPS = 1>
+// NHWC int8 input as an im2col map: each load yields box_rows output pixels x bk channels. The pixel
+// window spans the first to the last window origin, (O-1) * stride + 1 positions per spatial dim.
+static const char* make_im2col_map(CUtensorMap* map, const void* x, const ConvShape& s, int box_rows, int bk) {
+  static auto enc = driver_entry<PFN_cuTensorMapEncodeIm2col_v12000>("cuTensorMapEncodeIm2col");
+  if (!enc) return "cuTensorMapEncodeIm2col unavailable";
+  cuuint64_t dims[4] = {(cuuint64_t)s.C, (cuuint64_t)s.W, (cuuint64_t)s.H, (cuuint64_t)s.N};
+  cuuint64_t strides[3] = {(cuuint64_t)s.C, (cuuint64_t)s.W * s.C, (cuuint64_t)s.H * s.W * s.C};
+  int lower[2] = {-s.pl, -s.pt};
+  int upper[2] = {(s.OW - 1) * s.sw - s.pl - (s.W - 1), (s.OH - 1) * s.sh - s.pt - (s.H - 1)};
+  cuuint32_t estr[4] = {1, (cuuint32_t)s.sw, (cuuint32_t)s.sh, 1};
+  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, const_cast<void*>(x), dims, strides, lower, upper,
+                   (cuuint32_t)bk, (cuuint32_t)box_rows, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of(bk),
+                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeIm2col failed";
+}
+
+// Launch one instantiation. conv == nullptr: linear (A = x [M, K]); else A is the im2col view of x.
+template <int BM, int BN, int BK, int STAGES, bool PP, int CPS = 1, bool CONV = false>
 static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
-                          int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream) {
+                          int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream,
+                          const ConvShape* conv = nullptr) {
   CUtensorMap ma, mb;
-  if (const char* e = make_map(&ma, A, M, K, BM)) return e;
-  if (const char* e = make_map(&mb, B, N, K, BN)) return e;
-  using OS_ = OutStage<BM, BN, STAGES, PP>;
-  size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, STAGES>)) + 1024;
-  auto kern = gemm_kernel<BM, BN, STAGES, PP, CPS>;
+  ConvGeom g{};
+  if constexpr (CONV) {
+    if (const char* e = make_im2col_map(&ma, A, *conv, BM, BK)) return e;
+    g = ConvGeom{conv->OH, conv->OW, conv->sh, conv->sw, conv->pt, conv->pl, conv->dh, conv->dw, conv->KW,
+                 conv->C / BK};
+  } else {
+    if (const char* e = make_map(&ma, A, M, K, BM, BK)) return e;
+  }
+  if (const char* e = make_map(&mb, B, N, K, BN, BK)) return e;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP>;
+  size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES>)) + 1024;
+  auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV>;
   static bool attr_set = false;  // per instantiation
   if (!attr_set) {
     if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
@@ -392,7 +456,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   int grid = units < num_sms * CPS ? units : num_sms * CPS;
   if (max_ctas > 0 && grid > max_ctas) grid = max_ctas;
   int threads = (PP ? 2 : BM / 64) * 128 + 128;
-  kern<<<grid, threads, smem, stream>>>(ma, mb, M, N, K, p, splits, ws, cnt);
+  kern<<<grid, threads, smem, stream>>>(ma, mb, M, N, K, p, splits, ws, cnt, g);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
@@ -402,22 +466,47 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
 // cfg: 0 = 128x256 (4 stages), 1 = 128x128 (6 stages), 2 = 64x128 (8 stages), 3 = 128x192 (4 stages),
 //      4 = ping-pong 128x128 per consumer (6 stages), 5 = ping-pong 64x256 (5 stages),
 //      6 = ping-pong 64x128 (8 stages), 7 = 64x64 (8 stages, small M), 8 = 64x32 (8 stages, small M),
-//      9 = 64x128 (3 stages, 2 CTAs/SM)
+//      9 = 64x128 (3 stages, 2 CTAs/SM). All with BK = 128.
 const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                       int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream) {
+  using namespace sm90;
   switch (cfg) {
-    case 0: return sm90::launch<128, 256, 4, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
-    case 1: return sm90::launch<128, 128, 6, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
-    case 2: return sm90::launch<64, 128, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
-    case 3: return sm90::launch<128, 192, 4, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
-    case 4: return sm90::launch<128, 128, 6, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
-    case 5: return sm90::launch<64, 256, 5, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
-    case 6: return sm90::launch<64, 128, 8, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
-    case 7: return sm90::launch<64, 64, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
-    case 8: return sm90::launch<64, 32, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
-    case 9: return sm90::launch<64, 128, 3, false, 2>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 0: return launch<128, 256, 128, 4, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 1: return launch<128, 128, 128, 6, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 2: return launch<64, 128, 128, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 3: return launch<128, 192, 128, 4, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 4: return launch<128, 128, 128, 6, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 5: return launch<64, 256, 128, 5, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 6: return launch<64, 128, 128, 8, true>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 7: return launch<64, 64, 128, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 8: return launch<64, 32, 128, 8, false>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
+    case 9: return launch<64, 128, 128, 3, false, 2>(A, B, M, N, K, p, num_sms, max_ctas, splits, ws, cnt, stream);
     default: return "unknown sm90 tile config";
   }
+}
+
+// Implicit-GEMM conv2d on wgmma. cfg: 0 = 128x128 BK 128 (6 stages), 1 = 128x128 BK 64 (8 stages),
+// 2 = 128x64 BK 128 (8 stages), 3 = 128x64 BK 64 (10 stages), 4 = 128x256 BK 128 (4 stages),
+// 5 = 64x128 BK 64 (8 stages). Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
+const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
+                      int num_sms, cudaStream_t stream) {
+  using namespace sm90;
+  if (s.groups != 1) return "conv_sm90: groups must be 1";
+  const int bk = (cfg == 1 || cfg == 3 || cfg == 5) ? 64 : 128;
+  if (s.C % bk) return "conv_sm90: channels must be a multiple of the k-block";
+  const int M = s.M, N = s.O, K = s.K;
+#define I8C_CONV(BM_, BN_, BK_, ST_) \
+  launch<BM_, BN_, BK_, ST_, false, 1, true>(x, w, M, N, K, p, num_sms, 0, 1, nullptr, nullptr, stream, &s)
+  switch (cfg) {
+    case 0: return I8C_CONV(128, 128, 128, 6);
+    case 1: return I8C_CONV(128, 128, 64, 8);
+    case 2: return I8C_CONV(128, 64, 128, 8);
+    case 3: return I8C_CONV(128, 64, 64, 10);
+    case 4: return I8C_CONV(128, 256, 128, 4);
+    case 5: return I8C_CONV(64, 128, 64, 8);
+    default: return "unknown conv_sm90 tile config";
+  }
+#undef I8C_CONV
 }
 
 }  // namespace i8c

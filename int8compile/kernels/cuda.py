@@ -4,6 +4,8 @@ reference target (docs/numerics.md, 0 LSB).
 Kernels (csrc/cuda):
   * linear, Hopper (sm_90a): persistent warp-specialised wgmma GEMM, TMA loads, fused requant epilogue
     (gemm_sm90.cu); needs K % 16 == 0 and 16-byte aligned operands, else the mma.sync path runs.
+  * conv2d, Hopper: the same wgmma kernel as an implicit GEMM, its A tiles loaded by TMA in im2col mode
+    (padding and stride done by the TMA unit); groups == 1, C % 64 == 0 (`_im2col_unfit` says why not).
   * linear / conv2d, sm80+: implicit-GEMM on mma.sync m16n8k32 (igemm.cu), 128x128 tiles, 64x64 tiles for
     small M; any K (tails are zero-filled, 16-byte cp.async when Cg % 16 == 0, byte gathers otherwise).
   * conv2d depthwise (groups == C == O): direct kernel.
@@ -13,7 +15,8 @@ Kernels (csrc/cuda):
 Importing this module never builds or touches CUDA; the extension is compiled on first use
 (torch.utils.cpp_extension + ninja, cached by build.py). Environment knobs (testing / benchmarking):
   INT8COMPILE_CUDA_ALGO = auto | sm90 | mma | dp4a    force one linear/conv algorithm family
-  INT8COMPILE_SM90_CFG  = 0..3                       force the wgmma tile (see gemm_sm90.cu)
+  INT8COMPILE_SM90_CFG  = 0..9                       force the wgmma GEMM tile (see gemm_sm90.cu)
+  INT8COMPILE_SM90_CONV_CFG = 0..5                   force the wgmma conv tile (SM90_CONV_TILES)
 """
 from __future__ import annotations
 
@@ -250,6 +253,47 @@ def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
     return cfg, splits
 
 
+# wgmma conv tiles (conv_sm90 in gemm_sm90.cu): cfg -> (BM, BN, BK)
+SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: (128, 64, 64),
+                   4: (128, 256, 128), 5: (64, 128, 64)}
+
+
+def sm90_conv_config(M: int, O: int, C: int, sms: int = 132) -> int:
+    """Tile config of the wgmma implicit-GEMM conv: the widest k-block C allows, a 64-wide N tile for
+    O <= 64, 64-row tiles when 128-row tiles would leave most SMs idle."""
+    env = os.environ.get("INT8COMPILE_SM90_CONV_CFG")
+    if env is not None:
+        return int(env)
+    bk = 128 if C % 128 == 0 else 64
+    if O <= 64:
+        return 2 if bk == 128 else 3
+    if -(-M // 128) * -(-O // 128) < sms // 2:
+        return 5
+    return 0 if bk == 128 else 1
+
+
+def _im2col_unfit(x: Tensor, w: Tensor, groups: int, stride, padding, dilation, out_hw) -> Optional[str]:
+    """Why the TMA im2col conv cannot take this conv (None: it can). Limits of cuTensorMapEncodeIm2col
+    for 4-D tensors: window corners in [-128, 127], traversal strides <= 8, 16-byte aligned rows."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    KH, KW = w.shape[1], w.shape[2]
+    if groups != 1:
+        return "grouped"
+    if C % 64:
+        return "channels not a multiple of 64"
+    if x.data_ptr() % 16 or w.data_ptr() % 16:
+        return "operands not 16-byte aligned"
+    if max(stride) > 8:
+        return "stride > 8"
+    if (KH - 1) * dilation[0] >= 1 << 16 or (KW - 1) * dilation[1] >= 1 << 16:
+        return "filter window too large"
+    corners = (-padding[0], -padding[2], (out_hw[0] - 1) * stride[0] - padding[0] - (H - 1),
+               (out_hw[1] - 1) * stride[1] - padding[2] - (W - 1))
+    if any(not -128 <= c <= 127 for c in corners):
+        return "padding / window corners outside [-128, 127]"
+    return None
+
+
 _WS: dict = {}
 
 
@@ -320,8 +364,9 @@ def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
 
 def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, res_mult, res_scale: float,
                 lo: float, hi: float, out_dtype: torch.dtype, stride: Sequence[int], padding: Sequence[int],
-                dilation: Sequence[int], groups: int, algo: str = "auto", out: Optional[Tensor] = None) -> Tensor:
-    """Run the conv kernel. algo: auto | mma | mma64 | dp4a | depthwise."""
+                dilation: Sequence[int], groups: int, algo: str = "auto", out: Optional[Tensor] = None,
+                cfg: Optional[int] = None) -> Tensor:
+    """Run the conv kernel. algo: auto | sm90 | mma | mma64 | dp4a | depthwise (cfg: sm90 conv tile)."""
     from ..ops import conv2d_output_size
     m = ext()
     dev = x.device
@@ -340,7 +385,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     if out.numel() == 0:
         return out
     depthwise = groups == C == O and Cg == 1 and xc.data_ptr() % 4 == 0
-    pointwise = KH == KW == 1 and groups == 1 and not any(padding) and C % 16 == 0
+    im2col = _im2col_unfit(xc, w, groups, stride, padding, dilation, (oh, ow)) is None
     auto_pad = algo == "auto"
     if algo == "auto":
         algo = _algo()
@@ -348,27 +393,18 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
             cc = torch.cuda.get_device_capability(dev)
             if depthwise:
                 algo = "depthwise"
-            elif pointwise and cc == (9, 0) and C >= 512:
-                # measured (benchmarks/results/cuda_*.md): the wgmma GEMM wins for 1x1 convs with
-                # K = C >= 512; below that the layer is epilogue / memory bound and the mma.sync
-                # kernel (more CTAs per SM) is faster
+            elif im2col and cc == (9, 0):
                 algo = "sm90"
             elif cc >= (8, 0):
                 algo = "mma64" if (Nb * oh * ow <= 64 * 132 or O // groups <= 64) else "mma"
             else:
                 algo = "dp4a"
-    if algo == "sm90" and not (pointwise and torch.cuda.get_device_capability(dev) == (9, 0)):
+    if algo == "sm90" and not (im2col and torch.cuda.get_device_capability(dev) == (9, 0)):
         algo = "mma"
     if algo == "sm90":
-        # a 1x1 convolution is a GEMM over the NHWC rows; stride > 1 first subsamples the input rows
-        # (one strided copy of a quarter of the input, no im2col)
-        xs = xc if stride == [1, 1] else xc[:, :, ::stride[0], ::stride[1]].contiguous(
-            memory_format=torch.channels_last)
-        x2 = xs.permute(0, 2, 3, 1).reshape(-1, C)
-        out2 = out.permute(0, 2, 3, 1).reshape(-1, O)
-        res2 = res.permute(0, 2, 3, 1).reshape(-1, O) if res is not None else None
-        linear_impl(x2, w.view(O, C), bias, scale, mult, shift, res2, res_mult, res_scale, lo, hi, out_dtype,
-                    algo="sm90", out=out2)
+        c = sm90_conv_config(Nb * oh * ow, O, C, _num_sms(dev.index or 0)) if cfg is None else cfg
+        m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
+                 groups, 4, c)
         return out
     if algo == "depthwise" and not depthwise:
         algo = "mma"
@@ -384,7 +420,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
         xc, w = xp, wp
     code = {"mma": 0, "mma64": 1, "dp4a": 2, "depthwise": 3}[algo]
     m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
-             groups, code)
+             groups, code, 0)
     return out
 
 
