@@ -124,6 +124,41 @@ def _attention_fake(q, k, v, mask, scale):
 
 ATTENTION = torch.ops.int8compile.attention.default
 
+# int8 max pooling (NHWC in and out): exact, since max commutes with the monotone quantization.
+# Arguments as aten.max_pool2d_with_indices after normalization (two-element lists).
+_LIB.define("max_pool2d(Tensor x, int[] kernel_size, int[] stride, int[] padding, int[] dilation, "
+            "bool ceil_mode) -> Tensor")
+
+
+def _pool_size(size, k, s, p, d, ceil):
+    o = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+    if ceil and (o - 1) * s >= size + p:
+        o -= 1
+    return o
+
+
+def _max_pool2d_cpu(x, kernel_size, stride, padding, dilation, ceil_mode):
+    from .kernels import cpu
+    oh, ow = (_pool_size(x.shape[2 + i], kernel_size[i], stride[i], padding[i], dilation[i], ceil_mode)
+              for i in range(2))
+    if x.dim() == 4 and x.dtype == torch.int8 and cpu.build_error() is None:
+        return cpu._load().max_pool2d(x, *kernel_size, *stride, *padding, *dilation, oh, ow)
+    y = torch.nn.functional.max_pool2d(x.float(), kernel_size, stride, padding, dilation, ceil_mode)
+    return _channels_last(y.to(x.dtype))
+
+
+_LIB.impl("max_pool2d", _max_pool2d_cpu, "CPU")
+
+
+@torch.library.register_fake(f"{NAMESPACE}::max_pool2d", lib=_LIB)
+def _max_pool2d_fake(x, kernel_size, stride, padding, dilation, ceil_mode):
+    oh, ow = (_pool_size(x.shape[2 + i], kernel_size[i], stride[i], padding[i], dilation[i], ceil_mode)
+              for i in range(2))
+    return _channels_last(x.new_empty((x.shape[0], x.shape[1], oh, ow)))
+
+
+MAX_POOL2D = torch.ops.int8compile.max_pool2d.default
+
 # The overloads the passes put into graphs (printable as torch.ops.int8compile.<op>.default).
 QUANTIZE, DEQUANTIZE, LINEAR, CONV2D, LINEAR_GELU = quantize, dequantize, linear, conv2d, linear_gelu
 OP_NAMES = {QUANTIZE: "quantize", DEQUANTIZE: "dequantize", LINEAR: "linear", CONV2D: "conv2d",

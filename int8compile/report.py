@@ -149,7 +149,8 @@ def _rows(sub) -> list[Row]:
             graph=sub.index, layer=spec.name, op=spec.op, fused="+".join(spec.fused),
             in_shape=_shape(k.get("in")), out_shape=_shape(k.get("out")),
             s_in=fmt(sc.get("in")), s_out=fmt(sc.get("out")) if sc else "",
-            requant=(sub.ctx.options.requant if sc.get("out") is not None else "float out") if sc else "",
+            requant=(("float+gelu" if spec.act == "gelu" else sub.ctx.options.requant)
+                     if sc.get("out") is not None else "float out") if sc else "",
             kernel=k.get("target", ""), sqnr=spec.sqnr,
             status="int8" if spec.quantize and sub.quantized is not None else
             ("int8 (pending calibration)" if spec.quantize else f"float: {spec.reason}"),

@@ -144,6 +144,22 @@ def test_gelu_definition_matches_erf_gelu():
     assert abs(float(reference.gelu(torch.tensor([50.0]))) - 50.0) <= 50.0 * 2**-23
 
 
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation,ceil", [
+    ((2, 64, 15, 15), [3, 3], [2, 2], [1, 1], [1, 1], False),     # ResNet's stem pool
+    ((1, 7, 10, 9), [2, 3], [2, 1], [1, 0], [1, 1], True),
+    ((2, 33, 11, 12), [3, 3], [1, 2], [1, 1], [2, 1], False),
+    ((1, 16, 9, 9), [3, 3], [3, 3], [0, 0], [1, 1], True),
+])
+def test_max_pool2d_int8_equals_float_pool(ext, shape, kernel, stride, padding, dilation, ceil):
+    g = _gen(sum(shape))
+    x = rint8(g, *shape)
+    ref = torch.nn.functional.max_pool2d(x.float(), kernel, stride, padding, dilation, ceil).to(torch.int8)
+    for xin in (x, x.contiguous(memory_format=torch.channels_last)):
+        out = torch.ops.int8compile.max_pool2d(xin, kernel, stride, padding, dilation, ceil)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(out, ref)
+
+
 CONV_SHAPES = [  # N, C, H, W, O, KH, KW, stride, padding (t, b, l, r), dilation, groups
     (2, 16, 5, 7, 24, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1 direct GEMM
     (2, 16, 9, 9, 20, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),      # 1x1 stride 2

@@ -223,6 +223,7 @@ def test_max_pool_and_flatten_run_on_int8():
     cm, y, ref, rep = run(M(), lambda: torch.randn(2, 3, 12, 12))
     assert rep.op_counts()["quantize"] == 1
     assert rep.op_counts()["dequantize"] == 0
+    assert "int8compile.max_pool2d" in rep.code            # the int8 pool, no float round trip
     assert rel_error(y, ref) < 0.03
 
 

@@ -271,6 +271,54 @@ Tensor linear_gelu(const Tensor& x, const Tensor& packed, const Tensor& colsum, 
                      inv_out);
 }
 
+// ---- int8 max pooling, NHWC (exact: max commutes with the monotone quantization) -------------------
+// x [N, C, H, W] int8 (any strides; made channels-last); padding taps are skipped (aten's -inf).
+__attribute__((target("avx512f,avx512bw"))) void max_bytes_avx512(int8_t* o, const int8_t* p, int64_t C) {
+  int64_t c = 0;
+  for (; c + 64 <= C; c += 64)
+    _mm512_storeu_si512(o + c, _mm512_max_epi8(_mm512_loadu_si512(o + c), _mm512_loadu_si512(p + c)));
+  if (c < C) {
+    const __mmask64 m = ((__mmask64)1 << (C - c)) - 1;
+    _mm512_mask_storeu_epi8(o + c, m, _mm512_max_epi8(_mm512_maskz_loadu_epi8(m, o + c),
+                                                      _mm512_maskz_loadu_epi8(m, p + c)));
+  }
+}
+
+void max_bytes_scalar(int8_t* o, const int8_t* p, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) o[c] = p[c] > o[c] ? p[c] : o[c];
+}
+
+Tensor max_pool2d(const Tensor& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                  int64_t dh, int64_t dw, int64_t OH, int64_t OW) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kChar, "max_pool2d: 4-D int8 expected");
+  Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  Tensor out = at::empty({N, C, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const int8_t* src = xc.data_ptr<int8_t>();
+  int8_t* dst = out.data_ptr<int8_t>();
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  void (*max_bytes)(int8_t*, const int8_t*, int64_t) = avx512 ? max_bytes_avx512 : max_bytes_scalar;
+  at::parallel_for(0, N * OH, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / OH, oh = r % OH;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        int8_t* o = dst + ((r * OW) + ow) * C;
+        std::memset(o, 0x80, (size_t)C);                 // -128
+        for (int64_t i = 0; i < kh; ++i) {
+          const int64_t ih = oh * sh - ph + i * dh;
+          if (ih < 0 || ih >= H) continue;
+          for (int64_t j = 0; j < kw; ++j) {
+            const int64_t iw = ow * sw - pw + j * dw;
+            if (iw < 0 || iw >= W) continue;
+            max_bytes(o, src + ((n * H + ih) * W + iw) * C, C);
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
 // ---- fp32 attention (not an int8 op) -------------------------------------------------------------
 // q [B,H,Sq,D], k [B,H,Sk,D], v [B,H,Sk,Dv] fp32 with unit stride along D; mask: additive fp32,
 // broadcastable to [B,H,Sq,Sk]. Returns [B,H,Sq,Dv] laid out as [B,Sq,H,Dv] (aten's SDPA layout).
@@ -345,6 +393,38 @@ inline void copy_bytes(int8_t* d, const int8_t* s, int64_t len, uint8_t flip, co
   }
 }
 
+inline uint64_t low_bits(int64_t k) { return k >= 64 ? ~0ULL : ((1ULL << k) - 1); }
+
+// Whole rows when one kernel row (KW * C bytes, dilation 1 along W) fits 64 bytes, e.g. a stem conv
+// with C = 3: per kernel row one masked load (padding taps and rows masked out: masked lanes do not
+// fault), one XOR (masked lanes become 0 ^ flip, the padding code) and one masked store.
+__attribute__((target("avx512f,avx512bw"))) void gather_short_rows_avx512(
+    const ConvCtx& c, int64_t n, int64_t oh, int64_t ow, int64_t rows, int8_t* dst, int64_t ldd, uint8_t flip) {
+  const int64_t KW = c.KW, C = c.C, rowlen = KW * C;
+  const __m512i f = _mm512_set1_epi8((char)flip);
+  const __mmask64 store = (__mmask64)low_bits(rowlen);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t ih0 = oh * c.sh - c.pt, iw0 = ow * c.sw - c.pl;
+    int64_t kwlo = 0, kwhi = KW;
+    while (kwlo < KW && iw0 + kwlo < 0) ++kwlo;
+    while (kwhi > kwlo && iw0 + kwhi - 1 >= c.W) --kwhi;
+    const __mmask64 cols = (__mmask64)(low_bits(kwhi * C) & ~low_bits(kwlo * C));
+    const int8_t* xn = c.x + n * c.H * c.W * C;
+    int8_t* d = dst + r * ldd;
+    for (int64_t kh = 0; kh < c.KH; ++kh, d += rowlen) {
+      const int64_t ih = ih0 + kh * c.dh;
+      const bool inside = ih >= 0 && ih < c.H;
+      const int8_t* src = inside ? xn + (ih * c.W + iw0) * C : xn;
+      const __m512i v = _mm512_maskz_loadu_epi8(inside ? cols : (__mmask64)0, src);
+      _mm512_mask_storeu_epi8(d, store, _mm512_xor_si512(v, f));
+    }
+    if (++ow == c.OW) {
+      ow = 0;
+      if (++oh == c.OH) { oh = 0; ++n; }
+    }
+  }
+}
+
 void conv_gather(const void* vctx, int64_t m0, int64_t rows, int64_t k0, int64_t k1, int8_t* dst, int64_t ldd,
                  uint8_t flip) {
   const ConvCtx& c = *(const ConvCtx*)vctx;
@@ -356,6 +436,10 @@ void conv_gather(const void* vctx, int64_t m0, int64_t rows, int64_t k0, int64_t
   if (runs && k0 == 0 && k1 == c.KH * KW * Cg) {
     // whole rows (the usual case: K fits one K block): per kernel row, one copy of the valid taps
     const int64_t rowlen = KW * Cg;
+    if (flip && rowlen <= 64 && c.c0 == 0) {       // flip: the VNNI path, so AVX512BW is there
+      gather_short_rows_avx512(c, n, oh, ow, rows, dst, ldd, flip);
+      return;
+    }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t ih0 = oh * c.sh - c.pt, iw0 = ow * c.sw - c.pl;
       int64_t kwlo = 0, kwhi = KW;
@@ -597,6 +681,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("linear", &i8c::linear);
   m.def("linear_gelu", &i8c::linear_gelu);
   m.def("attention", &i8c::attention);
+  m.def("max_pool2d", &i8c::max_pool2d);
   m.def("conv2d", &i8c::conv2d);
   m.def("quantize", &i8c::quantize);
   m.def("dequantize", &i8c::dequantize);

@@ -199,6 +199,8 @@ def _reuse(gm, x: fx.Node, int8: dict, views: bool) -> Optional[Int8Value]:
         target = aten.reshape.default if x.target in (aten.view.default, aten._unsafe_view.default) \
             else x.target
         node = gm.graph.call_function(target, (inner.node, *x.args[1:]), dict(x.kwargs))
+    elif _int8_pool_args(x.args[0]) is not None:                   # getitem(max_pool2d(...), 0), CPU
+        node = gm.graph.call_function(ops.MAX_POOL2D, (inner.node, *_int8_pool_args(x.args[0])))
     else:                                                          # getitem(max_pool(...), 0)
         pool = x.args[0]
         as_float = gm.graph.call_function(aten._to_copy.default, (inner.node,), {"dtype": torch.float32})
@@ -207,6 +209,23 @@ def _reuse(gm, x: fx.Node, int8: dict, views: bool) -> Optional[Int8Value]:
         node = gm.graph.call_function(aten._to_copy.default, (values,), {"dtype": torch.int8})
     int8[x] = Int8Value(node, inner.scale)
     return int8[x]
+
+
+def _int8_pool_args(pool: fx.Node):
+    """(kernel, stride, padding, dilation, ceil_mode) for ops.max_pool2d (the cpu int8 pool), or None
+    when the pool is not a CPU max_pool2d."""
+    val = pool.meta.get("val")                                     # (values, indices)
+    val = val[0] if isinstance(val, (tuple, list)) and val else None
+    if pool.target is not aten.max_pool2d_with_indices.default or not isinstance(val, torch.Tensor) \
+            or val.device.type != "cpu":
+        return None
+    pair = lambda v, default: [int(v), int(v)] if isinstance(v, int) else \
+        ([int(v[0])] * 2 if len(v) == 1 else [int(a) for a in v]) if len(v) else default
+    kernel = pair(pool.args[1], None)
+    get = lambda i, name, default: pool.args[i] if len(pool.args) > i else pool.kwargs.get(name, default)
+    stride = pair(get(2, "stride", []), kernel)
+    return (kernel, stride, pair(get(3, "padding", 0), [0, 0]), pair(get(4, "dilation", 1), [1, 1]),
+            bool(get(5, "ceil_mode", False)))
 
 
 def _unsqueeze(gm, node: fx.Node) -> fx.Node:
