@@ -67,7 +67,9 @@ def test_attention_unsupported_head_size_falls_back_to_aten():
     g = torch.Generator().manual_seed(3)
     q, k, v = (heads(g, 2, 2, 9, 24, False) for _ in range(3))
     assert "head size" in cpu.attention_unsupported(q, k, v, None)
-    assert torch.equal(torch.ops.int8compile.attention(q, k, v, None, 0.2), FLASH(q, k, v, scale=0.2)[0])
+    out = torch.ops.int8compile.attention(q, k, v, None, 0.2)
+    assert torch.equal(out, FLASH(q, k, v, scale=0.2)[0])
+    assert out.transpose(1, 2).is_contiguous()          # the layout the fake implementation gives
 
 
 class SelfAttention(nn.Module):
@@ -84,7 +86,7 @@ class SelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, s, d))
 
 
-def _run(model, **options):
+def _run(model, return_module=False, **options):
     mask = torch.zeros(2, 1, 16, 16)
     mask[1, :, :, 12:] = float("-inf")
     with torch.no_grad():
@@ -94,7 +96,8 @@ def _run(model, **options):
             for _ in range(3):
                 cm(torch.randn(2, 16, 64), mask)
         x = torch.randn(2, 16, 64)
-        return cm(x, mask), model(x, mask), int8compile.report(cm)
+        out = (cm(x, mask), model(x, mask), int8compile.report(cm))
+        return (*out, cm) if return_module else out
 
 
 def test_pass_puts_the_kernel_in_place_of_flash_attention():
@@ -103,6 +106,27 @@ def test_pass_puts_the_kernel_in_place_of_flash_attention():
     assert attention_pass.counters["attention"] == 1
     assert "int8compile.attention" in rep.code and "flash_attention" not in rep.code
     assert rel_error(y, ref) < 0.05
+
+
+def test_compiled_graph_still_right_when_the_kernel_declines_at_run_time():
+    """The graph calls int8compile.attention; with the AVX2 path forced afterwards it runs aten's SDPA,
+    returned in the layout the compiled graph was planned for."""
+    model = SelfAttention()
+    y, ref, rep, cm = _run(model, return_module=True)
+    assert "int8compile.attention" in rep.code
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[0, :, :, 10:] = float("-inf")
+    x = torch.randn(2, 16, 64)
+    with torch.no_grad():
+        fast = cm(x, mask)
+        try:
+            cpu.set_isa("avx2")
+            slow = cm(x, mask)
+        finally:
+            cpu.set_isa(None)
+        ref = model(x, mask)
+    assert rel_error(slow, ref) < 0.05
+    assert float((slow - fast).abs().max()) < 1e-3 * float(fast.abs().max())
 
 
 @pytest.mark.parametrize("model,options", [(SelfAttention(causal=True), {}),

@@ -344,8 +344,11 @@ def attention_unsupported(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], scale: float) -> Tensor:
     """fp32 softmax(q k^T * scale + mask) v (csrc/cpu/attention_avx512.cpp), else aten's SDPA."""
     if attention_unsupported(q, k, v, mask) is not None:
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default(
+        y = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default(
             q, k, v, attn_mask=mask, scale=scale)[0]
+        # the layout the kernel (and the op's fake implementation) promises: [B, Sq, H, Dv] memory
+        out = y.new_empty((y.shape[0], y.shape[2], y.shape[1], y.shape[3])).transpose(1, 2)
+        return out.copy_(y)
     return _load().attention(q, k, v, mask, float(scale))
 
 

@@ -66,4 +66,5 @@ def _matches(node: fx.Node, rule: dict) -> bool:
     if len(users) != 1 or users[0].target is not operator.getitem or users[0].args[1] != 0:
         return False
     vals = [a.meta.get("val") for a in node.args[:3]]
-    return all(isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.dim() == 4 for t in vals)
+    return all(isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.dim() == 4 for t in vals) \
+        and vals[2].shape[3] in (16, 32, 48, 64)          # the kernel's head sizes (kernels/cpu.py)
