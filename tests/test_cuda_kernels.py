@@ -98,8 +98,8 @@ def algos_linear():
     cc = torch.cuda.get_device_capability()
     a = ["mma", "mma64", "dp4a"] if cc >= (8, 0) else ["dp4a"]
     if cc == (9, 0):
-        a = ([f"sm90:{c}" for c in range(10)] + ["sm90:7:3", "sm90:4:2", "sm90:2:5", "sm90"]
-             + ["sm90:4:1:3", "sm90:5:1:2", "sm90:6:2:3", "sm90:1:1:5", "sm90:9:1:3"]  # several tiles per CTA
+        a = ([f"sm90:{c}" for c in ck.SM90_TILES] + ["sm90:7:3", "sm90:4:2", "sm90:2:5", "sm90"]
+             + ["sm90:4:1:3", "sm90:0:1:2", "sm90:2:2:3", "sm90:1:1:5", "sm90:9:1:3"]  # several tiles per CTA
              + a)
     return a
 

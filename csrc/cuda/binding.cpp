@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <algorithm>
 #include <optional>
 #include "launch.h"
 
@@ -39,6 +40,8 @@ i8c::EpiParams make_epi(at::Tensor& out, const OptT& bias, const at::Tensor& sca
   p.res_scale = (float)res_scale;
   p.lo = (float)lo;
   p.hi = (float)hi;
+  p.lo_i = (int)std::max(-128.0, std::min(127.0, lo));
+  p.hi_i = (int)std::max(-128.0, std::min(127.0, hi));
   p.out_kind = kind_of(out.scalar_type());
   p.mode = p.out_kind != i8c::OUT_I8 ? i8c::FLOAT_OUT : (p.mult ? i8c::INT8_FIXED : i8c::INT8_FLOAT);
   TORCH_CHECK(p.mode != i8c::INT8_FIXED || p.shift, "fixed-point requant needs shift");

@@ -19,6 +19,7 @@ __device__ __forceinline__ float acc_to_float(int32_t a, int32_t b) {
 
 struct ChanP {
   int32_t b; float s; int32_t m; int32_t sh; int32_t rm;
+  long long c;  // fast fixed-point path: bias * mult + 2^(shift-1)
 };
 
 template <int MODE, bool RES>
@@ -37,13 +38,27 @@ __device__ __forceinline__ ChanP load_chan(const EpiParams& p, int c) {
 }
 
 // int8 result of one accumulator (modes INT8_FLOAT / INT8_FIXED).
-template <int MODE, bool RES>
+// Fast paths (FAST = true), for tiles where stage_chan_fast found every channel eligible; they give
+// the same results with fewer and cheaper instructions (the int8 epilogue bounds memory-bound layers):
+//  * fixed point, every shift >= 32: (acc + bias) * mult + 2^(shift-1) is one 32x32+64 multiply-add
+//    (the bias term is folded into c per channel; nothing here can leave int64), and the result of
+//    the shift fits in 32 bits, so y = clamp(hi32(v) >> (shift - 32)) in 32-bit integers;
+//  * float, |bias| <= 2^31 - 1 - 2^14 * K: acc + bias stays in int32 (|acc| <= 2^14 * K), so the
+//    exact sum converts with a 32-bit I2F; rounding of the clamped value in [-128, 127] to nearest even
+//    is the add of 1.5 * 2^23 (whose low mantissa bits then hold the result) instead of an F2I.
+template <int MODE, bool RES, bool FAST = false>
 __device__ __forceinline__ int epi_int8(const EpiParams& p, const ChanP& q, int32_t a, int r) {
   if (MODE == INT8_FLOAT) {
-    float v = __fmul_rn(acc_to_float(a, q.b), q.s);
+    float v = __fmul_rn(FAST ? __int2float_rn(a + q.b) : acc_to_float(a, q.b), q.s);
     if (RES) v = __fadd_rn(v, __fmul_rn(__int2float_rn(r), p.res_scale));
     v = fminf(fmaxf(v, p.lo), p.hi);
+    if (FAST) return __float_as_int(__fadd_rn(v, 12582912.0f)) - 0x4B400000;
     return __float2int_rn(v);
+  } else if (FAST) {
+    unsigned long long v = (unsigned long long)((long long)a * q.m) + (unsigned long long)q.c;  // wraps
+    if (RES) v += (unsigned long long)((long long)r * q.rm);
+    int y = (int)((long long)v >> 32) >> (q.sh - 32);
+    return min(max(y, p.lo_i), p.hi_i);
   } else {
     // ((acc + bias) * mult [+ r * res_mult] + 2^(shift-1)) >> shift in int64, wrapping like torch;
     // branch-free (see acc_to_float). (1 << shift) >> 1 is the rounding term, 0 for shift == 0.
@@ -58,8 +73,9 @@ __device__ __forceinline__ int epi_int8(const EpiParams& p, const ChanP& q, int3
   }
 }
 
+template <bool FAST = false>
 __device__ __forceinline__ float epi_float(const EpiParams& p, const ChanP& q, int32_t a) {
-  float v = __fmul_rn(acc_to_float(a, q.b), q.s);
+  float v = __fmul_rn(FAST ? __int2float_rn(a + q.b) : acc_to_float(a, q.b), q.s);
   return fminf(fmaxf(v, p.lo), p.hi);
 }
 
@@ -99,18 +115,49 @@ __device__ __forceinline__ ChanP chan_from(const int32_t* ep, int stride, int i)
   q.s = __int_as_float(q.m);
   q.sh = ep[2 * stride + i];
   q.rm = ep[3 * stride + i];
+  q.c = 0;
+  return q;
+}
+
+// stage_chan plus, for the fast epilogue, c = bias * mult + 2^(shift-1) at ep[4 * stride] (int64,
+// 8-byte aligned when ep and stride are); returns whether this thread's channels allow the fast path
+// (the caller AND-reduces it over the threads that share the tile). K: reduction length.
+__device__ __forceinline__ bool stage_chan_fast(const EpiParams& p, int32_t* ep, int stride, int n0, int count,
+                                                int limit, int K, int tid, int nthreads) {
+  stage_chan(p, ep, stride, n0, count, limit, tid, nthreads);
+  long long* c64 = reinterpret_cast<long long*>(ep + 4 * stride);
+  const long long bias_room = 2147483647ll - 16384ll * K;
+  bool fast = true;
+  for (int i = tid; i < count; i += nthreads) {
+    int ch = n0 + i;
+    if (ch >= limit) continue;
+    long long b = p.bias ? __ldg(p.bias + ch) : 0;
+    if (p.mode == INT8_FIXED) {
+      int sh = __ldg(p.shift + ch);
+      fast = fast && sh >= 32 && sh <= 62;
+      c64[i] = b * (long long)__ldg(p.mult + ch) + ((1ll << (sh & 63)) >> 1);
+    } else {
+      fast = fast && (b <= bias_room && -b <= bias_room);
+    }
+  }
+  return fast;
+}
+
+__device__ __forceinline__ ChanP chan_from_fast(const int32_t* ep, int stride, int i) {
+  ChanP q = chan_from(ep, stride, i);
+  q.c = reinterpret_cast<const long long*>(ep + 4 * stride)[i];
   return q;
 }
 
 // One output element: row `row`, channel `c` (global channel index, also the column in out).
-template <int MODE, bool RES>
+template <int MODE, bool RES, bool FAST = false>
 __device__ __forceinline__ void epi_store1q(const EpiParams& p, long long row, int c, int32_t a, const ChanP& q) {
   long long idx = row * p.ldo + c;
   if (MODE == FLOAT_OUT) {
-    store_float(p, idx, epi_float(p, q, a));
+    store_float(p, idx, epi_float<FAST>(p, q, a));
   } else {
     int r = RES ? (int)p.residual[idx] : 0;
-    reinterpret_cast<int8_t*>(p.out)[idx] = (int8_t)epi_int8<MODE, RES>(p, q, a, r);
+    reinterpret_cast<int8_t*>(p.out)[idx] = (int8_t)epi_int8<MODE, RES, FAST>(p, q, a, r);
   }
 }
 
@@ -120,18 +167,18 @@ __device__ __forceinline__ void epi_store1(const EpiParams& p, long long row, in
 }
 
 // Two adjacent channels c, c+1 of one row; v0 / v1 say which of them exist.
-template <int MODE, bool RES>
+template <int MODE, bool RES, bool FAST = false>
 __device__ __forceinline__ void epi_store2q(const EpiParams& p, long long row, int c, int32_t a0, int32_t a1,
                                             bool v0, bool v1, const ChanP& q0, const ChanP& q1) {
   long long idx = row * p.ldo + c;
   bool pair = v0 && v1 && ((idx & 1) == 0);
   if (!pair) {
-    if (v0) epi_store1q<MODE, RES>(p, row, c, a0, q0);
-    if (v1) epi_store1q<MODE, RES>(p, row, c + 1, a1, q1);
+    if (v0) epi_store1q<MODE, RES, FAST>(p, row, c, a0, q0);
+    if (v1) epi_store1q<MODE, RES, FAST>(p, row, c + 1, a1, q1);
     return;
   }
   if (MODE == FLOAT_OUT) {
-    float f0 = epi_float(p, q0, a0), f1 = epi_float(p, q1, a1);
+    float f0 = epi_float<FAST>(p, q0, a0), f1 = epi_float<FAST>(p, q1, a1);
     switch (p.out_kind) {
       case OUT_F32: *reinterpret_cast<float2*>(reinterpret_cast<float*>(p.out) + idx) = make_float2(f0, f1); break;
       case OUT_F16: *reinterpret_cast<__half2*>(reinterpret_cast<__half*>(p.out) + idx) =
@@ -147,7 +194,7 @@ __device__ __forceinline__ void epi_store2q(const EpiParams& p, long long row, i
       char2 rr = *reinterpret_cast<const char2*>(p.residual + idx);
       r0 = rr.x; r1 = rr.y;
     }
-    int y0 = epi_int8<MODE, RES>(p, q0, a0, r0), y1 = epi_int8<MODE, RES>(p, q1, a1, r1);
+    int y0 = epi_int8<MODE, RES, FAST>(p, q0, a0, r0), y1 = epi_int8<MODE, RES, FAST>(p, q1, a1, r1);
     char2 o; o.x = (signed char)y0; o.y = (signed char)y1;
     *reinterpret_cast<char2*>(reinterpret_cast<int8_t*>(p.out) + idx) = o;
   }
@@ -164,7 +211,7 @@ __device__ __forceinline__ void epi_store2(const EpiParams& p, long long row, in
 
 // int8 results of channels c, c+1 of one row (for staging through shared memory); invalid
 // channels give 0 and read no residual.
-template <int MODE, bool RES>
+template <int MODE, bool RES, bool FAST = false>
 __device__ __forceinline__ char2 epi_pair_i8(const EpiParams& p, long long row, int c, int32_t a0, int32_t a1,
                                              bool v0, bool v1, const ChanP& q0, const ChanP& q1) {
   int r0 = 0, r1 = 0;
@@ -179,8 +226,8 @@ __device__ __forceinline__ char2 epi_pair_i8(const EpiParams& p, long long row, 
     }
   }
   char2 o;
-  o.x = v0 ? (signed char)epi_int8<MODE, RES>(p, q0, a0, r0) : 0;
-  o.y = v1 ? (signed char)epi_int8<MODE, RES>(p, q1, a1, r1) : 0;
+  o.x = v0 ? (signed char)epi_int8<MODE, RES, FAST>(p, q0, a0, r0) : 0;
+  o.y = v1 ? (signed char)epi_int8<MODE, RES, FAST>(p, q1, a1, r1) : 0;
   return o;
 }
 

@@ -18,6 +18,7 @@ struct EpiParams {
   const int32_t* res_mult;  // [C] (INT8_FIXED with residual)
   float res_scale;          // INT8_FLOAT with residual
   float lo, hi;             // clamp: int8 codes (int8 out) or float bounds (float out)
+  int lo_i, hi_i;           // the int8 clamp codes as integers (int8 out)
   int mode;                 // EpiMode
   int out_kind;             // OutKind
   void* out;                // [rows, ldo]

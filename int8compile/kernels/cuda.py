@@ -15,7 +15,7 @@ Kernels (csrc/cuda):
 Importing this module never builds or touches CUDA; the extension is compiled on first use
 (torch.utils.cpp_extension + ninja, cached by build.py). Environment knobs (testing / benchmarking):
   INT8COMPILE_CUDA_ALGO = auto | sm90 | mma | dp4a    force one linear/conv algorithm family
-  INT8COMPILE_SM90_CFG  = 0..9                       force the wgmma GEMM tile (see gemm_sm90.cu)
+  INT8COMPILE_SM90_CFG  = one of SM90_TILES          force the wgmma GEMM tile (see gemm_sm90.cu)
   INT8COMPILE_SM90_CONV_CFG = 0..5                   force the wgmma conv tile (SM90_CONV_TILES)
 """
 from __future__ import annotations
@@ -224,8 +224,7 @@ def _num_sms(dev: int) -> int:
     return torch.cuda.get_device_properties(dev).multi_processor_count
 
 
-SM90_TILES = {0: (128, 256), 1: (128, 128), 2: (64, 128), 3: (128, 192), 4: (128, 128), 5: (64, 256),
-              6: (64, 128), 7: (64, 64), 8: (64, 32), 9: (64, 128)}
+SM90_TILES = {0: (128, 256), 1: (128, 128), 2: (64, 128), 4: (128, 128), 7: (64, 64), 9: (64, 128)}
 
 
 def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
@@ -235,9 +234,8 @@ def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
         bm, bn = SM90_TILES[cfg]
         return -(-M // bm) * -(-N // bn)
     # Measured on H100 (benchmarks/results/cuda_*.md): the cooperative 128x128 tile is best once it
-    # gives ~a wave of CTAs; 64x128 below that; 64x64 for M <= 64 (64x32 measured slower). The ping-pong
-    # configs (4-6) and
-    # split-K (atomic int32 reduction) were slower everywhere measured, so they are opt-in only.
+    # gives ~a wave of CTAs; 64x128 below that; 64x64 for M <= 64. The ping-pong config (4) and split-K
+    # (atomic int32 reduction) were slower everywhere measured, so they are opt-in only.
     if env is not None:
         cfg = int(env)
     elif M <= 64:
