@@ -180,6 +180,11 @@ CONV_SHAPES = [  # N, C, H, W, O, KH, KW, stride, padding (t, b, l, r), dilation
     (1, 130, 6, 6, 20, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),     # K = 1170 > one K block
     (1, 5, 3, 3, 6, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1), 1),        # kernel larger than input
     (1, 7, 9, 6, 70, 2, 3, (3, 1), (0, 2, 1, 0), (2, 1), 1),       # odd everything
+    # direct convolution (AVX512: channels per group a multiple of 4, no im2col buffer)
+    (1, 132, 6, 7, 300, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),    # K = 1188, 2 column blocks, 44-wide tail
+    (2, 8, 7, 9, 16, 3, 3, (2, 1), (0, 1, 2, 1), (1, 2), 2),       # grouped (Cg = 4), asym pad, dilation
+    (3, 64, 5, 5, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),      # rows cross images within a 6-row tile
+    (1, 16, 5, 5, 8, 5, 5, (1, 1), (0, 0, 0, 0), (1, 1), 1),       # kernel = input, one pixel
 ]
 
 

@@ -188,7 +188,7 @@ void run_gemm(const IsaKernels* k, GemmProblem& p) {
   const int64_t MCb = p.mc, NCb = p.nc;
   const int64_t nmb = (p.M + MCb - 1) / MCb, nnb = (p.N + NCb - 1) / NCb, total = nmb * nnb;
   Tensor apacked;
-  if (k->pack_a && !p.gather && nnb > 1 && p.M > 1) {
+  if (k->pack_a && !p.gather && !p.conv && nnb > 1 && p.M > 1) {
     // several column blocks would each re-pack the same A rows: pack A once, in parallel
     const int64_t Kp = round_up(p.K, 4);
     apacked = at::empty({p.M * Kp + 64}, at::TensorOptions().dtype(at::kByte));
@@ -199,9 +199,10 @@ void run_gemm(const IsaKernels* k, GemmProblem& p) {
     });
     p.apacked = ap;
   }
+  auto task = p.conv ? k->conv_task : k->gemm_task;
   auto run = [&](int64_t t) {
     const int64_t nb = t / nmb, mb = t % nmb;
-    k->gemm_task(p, mb * MCb, std::min(p.M, (mb + 1) * MCb), nb * NCb, std::min(p.N, (nb + 1) * NCb));
+    task(p, mb * MCb, std::min(p.M, (mb + 1) * MCb), nb * NCb, std::min(p.N, (nb + 1) * NCb));
   };
   const int64_t workers = std::min<int64_t>(at::get_num_threads(), total);
   if (workers <= 1 || at::in_parallel_region()) {
@@ -563,14 +564,27 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& 
   const int64_t bytes = k->packed_bytes(Og, K);
   const bool direct = KH == 1 && KW == 1 && stride[0] == 1 && stride[1] == 1 &&
                       padding[0] == 0 && padding[1] == 0 && padding[2] == 0 && padding[3] == 0;
+  // direct convolution (no im2col buffer) where the ISA has it and a tap's K slice is whole dwords
+  const bool use_direct = !direct && k->conv_task && Cg % 4 == 0 && std::getenv("INT8COMPILE_CPU_NO_DIRECT_CONV") == nullptr;
+  Tensor zeros;
+  if (use_direct) zeros = at::zeros({Cg + 64}, x.options());
   for (int64_t g = 0; g < groups; ++g) {
     GemmProblem p;
     p.M = M; p.N = Og; p.K = K;
+    ConvGeom geom;
+    if (use_direct) {
+      geom.x = x.data_ptr<int8_t>(); geom.zeros = zeros.data_ptr<int8_t>();
+      geom.H = H; geom.W = W; geom.C = C; geom.OH = OH; geom.OW = OW; geom.Cg = Cg; geom.c0 = g * Cg;
+      geom.KH = (int)KH; geom.KW = (int)KW; geom.sh = (int)stride[0]; geom.sw = (int)stride[1];
+      geom.pt = (int)padding[0]; geom.pl = (int)padding[2]; geom.dh = (int)dilation[0]; geom.dw = (int)dilation[1];
+    }
     ConvCtx ctx{x.data_ptr<int8_t>(), x.data_ptr<int8_t>() + x.numel(), H, W, C, OH, OW, Cg, g * Cg, (int)KH, (int)KW, (int)stride[0],
                 (int)stride[1], (int)padding[0], (int)padding[2], (int)dilation[0], (int)dilation[1]};
     if (direct) {
       p.a = x.data_ptr<int8_t>() + g * Cg;
       p.lda = C;
+    } else if (use_direct) {
+      p.conv = &geom;
     } else {
       p.gather = conv_gather;
       p.gather_ctx = &ctx;

@@ -57,6 +57,16 @@ struct Epi {
 typedef void (*GatherFn)(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t k1,
                          int8_t* dst, int64_t ldd, uint8_t flip);
 
+// Geometry of a convolution run as a direct (implicit-GEMM) conv: row m of the GEMM is output pixel
+// (n, oh, ow), column k = (kh * KW + kw) * Cg + c (OHWI); the A rows are read straight from the NHWC
+// input, one pointer per (row, tap); taps in the padding read `zeros` (Cg zero bytes).
+struct ConvGeom {
+  const int8_t* x = nullptr;           // [N, H, W, C] int8, channels of this group start at x + c0
+  const int8_t* zeros = nullptr;       // >= Cg zero bytes
+  int64_t H = 0, W = 0, C = 0, OH = 0, OW = 0, Cg = 0, c0 = 0;
+  int KH = 1, KW = 1, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+};
+
 struct GemmProblem {
   int64_t M = 0, N = 0, K = 0;
   const int8_t* a = nullptr;           // used when gather == nullptr
@@ -68,6 +78,7 @@ struct GemmProblem {
   // optional: A already packed by IsaKernels::pack_a for all rows (VNNI layout: the K block starting
   // at k0, width kcl, begins at apacked + k0 * M; row m of it at + m * kcl)
   const uint8_t* apacked = nullptr;
+  const ConvGeom* conv = nullptr;      // for IsaKernels::conv_task
   const int32_t* bias = nullptr;       // [Npad] int32, zero padded to a multiple of PANEL; includes
                                        // the ISA's compensation (see IsaKernels::compensation)
   Epi epi;
@@ -116,6 +127,9 @@ struct IsaKernels {
   // optional (nullptr: gemm_task packs per task): pack rows [m0, m1) of a strided A for every K block
   // into `out` (M * round_up(K, 4) bytes, layout of GemmProblem::apacked)
   void (*pack_a)(const GemmProblem& p, int64_t m0, int64_t m1, uint8_t* out);
+  // optional (nullptr: gather + gemm_task): like gemm_task for a convolution given by p.conv (Cg a
+  // multiple of 4), reading A rows directly from the input (no im2col buffer), all of K at once
+  void (*conv_task)(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 };
 
 const IsaKernels* isa_scalar();

@@ -283,6 +283,106 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   }
 }
 
+// Direct convolution microkernel: MR output pixels x NV*16 columns, all of K in registers. For tap t
+// the A bytes of row r are ptr[t * 6 + r][0 .. 4 * kgt) (Cg bytes of one input pixel, or the zero
+// row); the sign flip (x ^ 0x80, see the top of this file) is applied to each broadcast dword, so the
+// input needs no packed copy. The weight panel is walked straight through (taps are consecutive in K).
+template <int MR, int NV>
+void ukr_conv(const int8_t* const* __restrict ptr, int taps, int64_t kgt, const int8_t* __restrict b,
+              int32_t* __restrict c, const int32_t* __restrict bias) {
+  __m512i acc[MR][NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const __m512i bv = _mm512_loadu_si512(bias + 16 * v);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) acc[r][v] = bv;
+  }
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  for (int t = 0; t < taps; ++t) {
+    const int8_t* a[MR];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) a[r] = ptr[t * 6 + r];
+#pragma GCC unroll 2
+    for (int64_t kg = 0; kg < kgt; ++kg) {
+      __m512i bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + v * 64);
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r) {
+        int32_t x;
+        std::memcpy(&x, a[r] + 4 * kg, 4);
+        const __m512i va = _mm512_xor_si512(_mm512_set1_epi32(x), flip);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], va, bv[v]);
+      }
+      b += NV * 64;
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_si512(c + r * 64 + 16 * v, acc[r][v]);
+}
+
+typedef void (*UkrConvFn)(const int8_t* const*, int, int64_t, const int8_t*, int32_t*, const int32_t*);
+#define ROW(mr) {ukr_conv<mr, 1>, ukr_conv<mr, 2>, ukr_conv<mr, 3>, ukr_conv<mr, 4>}
+const UkrConvFn kUkrConv[6][4] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6)};
+#undef ROW
+
+// Rows [m0, m1) x columns [n0, n1) of a convolution (p.conv, Cg % 4 == 0): per group of 6 output
+// pixels the (pixel, tap) pointers are computed once, then every 64-column panel runs the whole K.
+void conv_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  static thread_local Scratch s_ptr;
+  const ConvGeom& g = *p.conv;
+  const int taps = g.KH * g.KW;
+  const int64_t KG = (p.K + 3) / 4, kgt = g.Cg / 4;
+  const int64_t N16 = (p.N + 15) / 16 * 16;
+  const int64_t nend = n1 < N16 ? (n1 + 15) / 16 * 16 : N16;
+  const int8_t** ptr = (const int8_t**)s_ptr.get((size_t)taps * (6 * sizeof(void*) + sizeof(int64_t)));
+  int64_t* toff = (int64_t*)(ptr + taps * 6);       // byte offset of tap t from the window's corner
+  for (int kh = 0; kh < g.KH; ++kh)
+    for (int kw = 0; kw < g.KW; ++kw)
+      toff[kh * g.KW + kw] = ((int64_t)kh * g.dh * g.W + (int64_t)kw * g.dw) * g.C;
+  alignas(64) int32_t cbuf[6 * 64];
+  const int8_t* bp = (const int8_t*)p.bpack;
+  const int64_t ohw = g.OH * g.OW;
+  const int64_t ih_max = g.H - (int64_t)(g.KH - 1) * g.dh, iw_max = g.W - (int64_t)(g.KW - 1) * g.dw;
+  int64_t n = m0 / ohw, oh = (m0 % ohw) / g.OW, ow = (m0 % ohw) % g.OW;   // walked incrementally
+  for (int64_t r0 = m0; r0 < m1; r0 += 6) {
+    const int64_t mr = (m1 - r0) < 6 ? (m1 - r0) : 6;
+    for (int64_t r = 0; r < mr; ++r) {
+      const int8_t* xn = g.x + n * g.H * g.W * g.C + g.c0;
+      const int64_t ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
+      if (ih0 >= 0 && ih0 < ih_max && iw0 >= 0 && iw0 < iw_max) {     // every tap inside the image
+        const int8_t* corner = xn + (ih0 * g.W + iw0) * g.C;
+        for (int t = 0; t < taps; ++t) ptr[t * 6 + r] = corner + toff[t];
+      } else {
+        for (int kh = 0; kh < g.KH; ++kh) {
+          const int64_t ih = ih0 + (int64_t)kh * g.dh;
+          const bool row_ok = ih >= 0 && ih < g.H;
+          for (int kw = 0; kw < g.KW; ++kw) {
+            const int64_t iw = iw0 + (int64_t)kw * g.dw;
+            ptr[(kh * g.KW + kw) * 6 + r] =
+                (row_ok && iw >= 0 && iw < g.W) ? xn + (ih * g.W + iw) * g.C : g.zeros;
+          }
+        }
+      }
+      if (++ow == g.OW) {
+        ow = 0;
+        if (++oh == g.OH) { oh = 0; ++n; }
+      }
+    }
+    for (int64_t np0 = n0; np0 < nend; np0 += PANEL) {
+      const int64_t wp = (N16 - np0) < PANEL ? (N16 - np0) : PANEL;
+      const int nv = (int)(wp / 16);
+      const int8_t* b = bp + (np0 / PANEL) * PANEL * KG * 4;
+      kUkrConv[mr - 1][nv - 1](ptr, taps, kgt, b, cbuf, p.bias + np0);
+      const int64_t nc = (n1 - np0) < wp ? (n1 - np0) : wp;
+      epi_rows_avx512(p.epi, cbuf, 64, r0, mr, np0, nc);
+    }
+  }
+}
+
 // Depthwise (channel multiplier 1).  Taps are processed in pairs with vpdpwssd (int16 pairs -> int32):
 // for 32 channels, the sign-extended int16 inputs of taps a and b are interleaved by vpunpck{l,h}wd,
 // which yields per-channel (x_a, x_b) pairs in a lane-permuted channel order; the weights were
@@ -463,7 +563,7 @@ void dequantize(const int8_t* q, int64_t n, float scale, int kind, void* out) {
 namespace i8c {
 namespace {
 const IsaKernels kTable = {"avx512vnni", packed_bytes, pack, -128, gemm_task, dw_rows, quantize, dequantize,
-                           pack_a};
+                           pack_a, conv_task};
 }
 const IsaKernels* isa_avx512vnni() { return &kTable; }
 }  // namespace i8c
