@@ -215,8 +215,12 @@ CONV_CASES = [  # N, C, H, W, O, KH, KW, stride, padding, dilation, groups
     (1, 192, 7, 7, 130, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),     # C = 192: three 64-channel k-blocks per tap
     (2, 64, 23, 23, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),     # 7x7 stride 2
     (5, 256, 14, 14, 256, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),   # 1x1, M = 980
+    (2, 32, 15, 15, 40, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),     # C = 32: 32-byte k-blocks
+    (1, 96, 9, 9, 64, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),       # C = 96
+    (3, 3, 40, 38, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),      # stem, folded: KW * C = 21 channels
+    (1, 4, 13, 11, 16, 3, 5, (1, 2), (1, 1, 2, 0), (2, 1), 1),      # folded, stride / dilation / padding mixed
 ]
-SM90_CONV_CASES = [c for c in CONV_CASES if c[10] == 1 and c[1] % 64 == 0]
+SM90_CONV_CASES = [c for c in CONV_CASES if c[10] == 1 and c[1] % 32 == 0]
 
 
 def algos_conv():
@@ -224,7 +228,7 @@ def algos_conv():
         return []
     cc = torch.cuda.get_device_capability()
     algos = ["auto", "mma", "mma64", "dp4a"] if cc >= (8, 0) else ["auto", "dp4a"]
-    return algos + (["sm90"] if cc == (9, 0) else [])
+    return algos + (["sm90", "fold"] if cc == (9, 0) else [])
 
 
 @needs_cuda
@@ -296,7 +300,7 @@ def test_im2col_fit_reasons():
     assert ck._im2col_unfit(x, w, 1, (1, 1), (1, 1, 1, 1), (1, 1), (8, 8)) is None
     assert "grouped" in ck._im2col_unfit(x, w, 2, (1, 1), (1, 1, 1, 1), (1, 1), (8, 8))
     x48 = torch.empty(1, 48, 8, 8, dtype=torch.int8).contiguous(memory_format=torch.channels_last)
-    assert "64" in ck._im2col_unfit(x48, w, 1, (1, 1), (1, 1, 1, 1), (1, 1), (8, 8))
+    assert "32" in ck._im2col_unfit(x48, w, 1, (1, 1), (1, 1, 1, 1), (1, 1), (8, 8))
     assert "stride" in ck._im2col_unfit(x, w, 1, (9, 9), (1, 1, 1, 1), (1, 1), (1, 1))
     assert "corner" in ck._im2col_unfit(x, w, 1, (1, 1), (200, 200, 200, 200), (1, 1), (406, 406))
 

@@ -141,6 +141,14 @@ void dequantize(const at::Tensor& q, at::Tensor& y, double scale) {
                         c10::cuda::getCurrentCUDAStream().stream()));
 }
 
+// x [N, C, H, W] channels-last int8 -> y [N, Cp, H, OW] channels-last int8 (see launch.h).
+void fold_kw(const at::Tensor& x, at::Tensor& y, int64_t KW, int64_t sw, int64_t dw, int64_t pl) {
+  c10::cuda::CUDAGuard guard(x.device());
+  check(i8c::fold_kw(x.data_ptr<int8_t>(), y.data_ptr<int8_t>(), (int)x.size(0), (int)x.size(2), (int)x.size(3),
+                     (int)x.size(1), (int)y.size(3), (int)KW, (int)sw, (int)dw, (int)pl, (int)y.size(1),
+                     c10::cuda::getCurrentCUDAStream().stream()));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -148,4 +156,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv2d", &conv2d);
   m.def("quantize", &quantize);
   m.def("dequantize", &dequantize);
+  m.def("fold_kw", &fold_kw);
 }

@@ -38,7 +38,7 @@ __device__ __forceinline__ ChanP load_chan(const EpiParams& p, int c) {
 }
 
 // int8 result of one accumulator (modes INT8_FLOAT / INT8_FIXED).
-// Fast paths (FAST = true), for tiles where stage_chan_fast found every channel eligible; they give
+// Fast paths (FAST = true), for tiles where chan_store found every channel eligible; they give
 // the same results with fewer and cheaper instructions (the int8 epilogue bounds memory-bound layers):
 //  * fixed point, every shift >= 32: (acc + bias) * mult + 2^(shift-1) is one 32x32+64 multiply-add
 //    (the bias term is folded into c per channel; nothing here can leave int64), and the result of
@@ -119,25 +119,58 @@ __device__ __forceinline__ ChanP chan_from(const int32_t* ep, int stride, int i)
   return q;
 }
 
-// stage_chan plus, for the fast epilogue, c = bias * mult + 2^(shift-1) at ep[4 * stride] (int64,
-// 8-byte aligned when ep and stride are); returns whether this thread's channels allow the fast path
-// (the caller AND-reduces it over the threads that share the tile). K: reduction length.
-__device__ __forceinline__ bool stage_chan_fast(const EpiParams& p, int32_t* ep, int stride, int n0, int count,
-                                                int limit, int K, int tid, int nthreads) {
-  stage_chan(p, ep, stride, n0, count, limit, tid, nthreads);
+// One tile's per-channel epilogue parameters in registers (PER channels per thread): loaded before
+// the tile's main loop so the global-memory latency hides behind it (chan_load), then written to the
+// shared layout of stage_chan plus c = bias * mult + 2^(shift-1) at ep[4 * stride] as int64 (chan_store).
+template <int PER>
+struct ChanRegs {
+  int32_t b[PER], m[PER], sh[PER], rm[PER];  // m: mult (fixed) or the scale's bits (float modes)
+};
+
+template <int PER>
+__device__ __forceinline__ ChanRegs<PER> chan_load(const EpiParams& p, int n0, int count, int limit, int tid,
+                                                   int nthreads) {
+  ChanRegs<PER> r;
+#pragma unroll
+  for (int k = 0; k < PER; ++k) {
+    int i = tid + k * nthreads, ch = n0 + i;
+    bool ok = i < count && ch < limit;  // missing channels get neutral values (never stored out)
+    r.b[k] = (ok && p.bias) ? __ldg(p.bias + ch) : 0;
+    if (p.mode == INT8_FIXED) {
+      r.m[k] = ok ? __ldg(p.mult + ch) : 0;
+      r.sh[k] = ok ? __ldg(p.shift + ch) : 32;
+      r.rm[k] = (ok && p.residual) ? __ldg(p.res_mult + ch) : 0;
+    } else {
+      r.m[k] = ok ? __float_as_int(__ldg(p.scale + ch)) : 0;
+      r.sh[k] = 0;
+      r.rm[k] = 0;
+    }
+  }
+  return r;
+}
+
+// Returns whether this thread's channels allow the fast epilogue (the caller AND-reduces it over the
+// threads sharing the tile). K: the reduction length (bounds |acc| for the float fast path).
+template <int PER>
+__device__ __forceinline__ bool chan_store(const EpiParams& p, const ChanRegs<PER>& r, int32_t* ep, int stride,
+                                           int count, int K, int tid, int nthreads) {
   long long* c64 = reinterpret_cast<long long*>(ep + 4 * stride);
   const long long bias_room = 2147483647ll - 16384ll * K;
   bool fast = true;
-  for (int i = tid; i < count; i += nthreads) {
-    int ch = n0 + i;
-    if (ch >= limit) continue;
-    long long b = p.bias ? __ldg(p.bias + ch) : 0;
+#pragma unroll
+  for (int k = 0; k < PER; ++k) {
+    int i = tid + k * nthreads;
+    if (i >= count) continue;
+    ep[i] = r.b[k];
+    ep[stride + i] = r.m[k];
+    ep[2 * stride + i] = r.sh[k];
+    ep[3 * stride + i] = r.rm[k];
+    long long b = r.b[k];
     if (p.mode == INT8_FIXED) {
-      int sh = __ldg(p.shift + ch);
-      fast = fast && sh >= 32 && sh <= 62;
-      c64[i] = b * (long long)__ldg(p.mult + ch) + ((1ll << (sh & 63)) >> 1);
+      fast = fast && r.sh[k] >= 32 && r.sh[k] <= 62;
+      c64[i] = b * (long long)r.m[k] + ((1ll << (r.sh[k] & 63)) >> 1);
     } else {
-      fast = fast && (b <= bias_room && -b <= bias_room);
+      fast = fast && b <= bias_room && -b <= bias_room;
     }
   }
   return fast;

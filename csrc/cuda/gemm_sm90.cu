@@ -19,7 +19,7 @@
 namespace i8c {
 namespace sm90 {
 
-// BK: bytes of K per stage = one swizzle row (128 -> 128-byte swizzle, 64 -> 64-byte swizzle).
+// BK: bytes of K per stage = one swizzle row (128, 64 or 32 bytes, swizzled to match).
 
 // Conv geometry for the im2col producer (CONV = true).
 struct ConvGeom {
@@ -84,13 +84,13 @@ __device__ __forceinline__ void tma_load_im2col(void* dst, const CUtensorMap* ma
 // wgmma shared-memory descriptor of a K-major tile whose rows are one BK-byte swizzle atom.
 template <int BK>
 __device__ __forceinline__ uint64_t desc_sw(const void* p) {
-  static_assert(BK == 128 || BK == 64, "BK must be 64 or 128");
+  static_assert(BK == 128 || BK == 64 || BK == 32, "BK must be 32, 64 or 128");
   uint64_t a = smem_u32(p);
   uint64_t d = 0;
   d |= (a & 0x3FFFF) >> 4;
   d |= (uint64_t)1 << 16;                  // LBO (unused for swizzled K-major)
   d |= (uint64_t)((8 * BK) >> 4) << 32;    // SBO: 8 rows x BK bytes
-  d |= (uint64_t)(BK == 128 ? 1 : 2) << 62;  // 128-byte / 64-byte swizzle
+  d |= (uint64_t)(BK == 128 ? 1 : (BK == 64 ? 2 : 3)) << 62;  // 128 / 64 / 32-byte swizzle
   return d;
 }
 __device__ __forceinline__ void wg_fence() {
@@ -142,7 +142,7 @@ struct Smem {
   uint64_t empty[STAGES];
   int last[4];
   int turn;  // ping-pong: index of the unit whose main loop may run next
-  alignas(16) int32_t ep[2][6 * BN];  // per consumer: staged epilogue channel parameters (stage_chan_fast)
+  alignas(16) int32_t ep[2][6 * BN];  // per consumer: the tile's channel parameters (chan_store layout)
 };
 
 // int8 output tiles are staged in shared memory and written with 16-byte stores when they fit.
@@ -333,6 +333,8 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
       }
       int tm, tn;
       tile_coords(t, num_m, num_n, tm, tn);
+      const int n0 = tn * BN;
+      const auto chan = chan_load<(BN + 127) / 128>(p, n0, BN, N, tid, 128);  // lands during the main loop
 #pragma unroll
       for (int i = 0; i < WGM * BN / 2; ++i) d[i] = 0;
       // Ping-pong order: a consumer waits on its unit's stages only after the other consumer has
@@ -370,10 +372,9 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
       }
       wg_wait<0>();
       if (prev >= 0 && tid == 0) mbar_arrive(&s.empty[prev]);
-      const int n0 = tn * BN;
       asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");  // last epilogue done with ep[c]
       // stage the tile's channel parameters; the fast epilogue runs when all of them allow it
-      const bool fast = bar_and(1 + c, stage_chan_fast(p, s.ep[c], BN, n0, BN, N, K, tid, 128));
+      const bool fast = bar_and(1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
 #pragma unroll
       for (int mb = 0; mb < WGM; ++mb) {
         const int row0 = tm * BM + (PP ? mb : c) * 64 + (tid / 32) * 16;
@@ -409,7 +410,7 @@ static Fn driver_entry(const char* name) {
 }
 
 static CUtensorMapSwizzle swizzle_of(int bk) {
-  return bk == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
+  return bk == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : (bk == 64 ? CU_TENSOR_MAP_SWIZZLE_64B : CU_TENSOR_MAP_SWIZZLE_32B);
 }
 
 // [rows, K] row-major int8, boxes of box_rows x bk bytes.
@@ -499,12 +500,13 @@ const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, i
 
 // Implicit-GEMM conv2d on wgmma. cfg: 0 = 128x128 BK 128 (6 stages), 1 = 128x128 BK 64 (8 stages),
 // 2 = 128x64 BK 128 (8 stages), 3 = 128x64 BK 64 (10 stages), 4 = 128x256 BK 128 (4 stages),
-// 5 = 64x128 BK 64 (8 stages). Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
+// 5 = 64x128 BK 64 (8 stages), 6 = 128x64 BK 32 (12 stages; the folded stem, C = 32).
+// Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
 const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
                       int num_sms, cudaStream_t stream) {
   using namespace sm90;
   if (s.groups != 1) return "conv_sm90: groups must be 1";
-  const int bk = (cfg == 1 || cfg == 3 || cfg == 5) ? 64 : 128;
+  const int bk = cfg == 6 ? 32 : ((cfg == 1 || cfg == 3 || cfg == 5) ? 64 : 128);
   if (s.C % bk) return "conv_sm90: channels must be a multiple of the k-block";
   const int M = s.M, N = s.O, K = s.K;
 #define I8C_CONV(BM_, BN_, BK_, ST_) \
@@ -516,6 +518,7 @@ const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t
     case 3: return I8C_CONV(128, 64, 64, 10);
     case 4: return I8C_CONV(128, 256, 128, 4);
     case 5: return I8C_CONV(64, 128, 64, 8);
+    case 6: return I8C_CONV(128, 64, 32, 12);
     default: return "unknown conv_sm90 tile config";
   }
 #undef I8C_CONV

@@ -1,6 +1,7 @@
 // Fused quantize (fp32/fp16/bf16 -> int8, NCHW or NHWC input -> channels-last output) and
 // dequantize (int8 -> fp32/fp16/bf16). docs/numerics.md section 2:
 //   q = sat8(rne(fp32(x) * inv)),  y = rne_out(fp32(q) * s).
+#include <algorithm>
 #include "common.cuh"
 #include "launch.h"
 
@@ -118,7 +119,43 @@ static void quant_t(const T* x, int8_t* q, long long n, int layout, int N, int C
   else quant_scalar<T><<<grid_for(n), 256, 0, st>>>(x, q, n, inv);
 }
 
+// Fold the filter columns of a conv with few input channels into channels (the RGB stem):
+// y[n, h, ow, kw * C + c] = x[n, h, ow * sw + kw * dw - pl, c] (0 outside the image, and for
+// kw * C + c >= KW * C up to Cp). A KH x KW conv on x is then a KH x 1 conv on y with Cp channels,
+// which the wgmma im2col kernel takes. One thread per 4 output bytes.
+__global__ void fold_kw(const int8_t* __restrict__ x, int8_t* __restrict__ y, int N, int H, int W, int C, int OW,
+                        int KW, int sw, int dw, int pl, int Cp) {
+  const long long total4 = (long long)N * H * OW * (Cp / 4);
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total4;
+       i += (long long)gridDim.x * blockDim.x) {
+    int j0 = (int)(i % (Cp / 4)) * 4;
+    long long pix = i / (Cp / 4);  // (n, h, ow)
+    int ow = (int)(pix % OW);
+    long long nh = pix / OW;       // n * H + h
+    uint32_t word = 0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      int j = j0 + e;
+      int kw = j / C, c = j - kw * C;
+      int wx = ow * sw + kw * dw - pl;
+      if (kw < KW && wx >= 0 && wx < W) word |= (uint32_t)(uint8_t)x[(nh * W + wx) * C + c] << (8 * e);
+    }
+    reinterpret_cast<uint32_t*>(y)[i] = word;
+  }
+}
+
 }  // namespace qk
+
+const char* fold_kw(const int8_t* x, int8_t* y, int N, int H, int W, int C, int OW, int KW, int sw, int dw, int pl,
+                    int Cp, cudaStream_t stream) {
+  if (Cp % 4 || Cp < KW * C) return "fold_kw: Cp must be a multiple of 4 and >= KW * C";
+  long long total4 = (long long)N * H * OW * (Cp / 4);
+  if (total4 == 0) return nullptr;
+  int blocks = (int)std::min<long long>((total4 + 255) / 256, 132LL * 16);
+  qk::fold_kw<<<blocks, 256, 0, stream>>>(x, y, N, H, W, C, OW, KW, sw, dw, pl, Cp);
+  cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
 
 const char* quantize(const void* x, int in_kind, int8_t* q, long long n, int layout, int N, int C, long long HW,
                      float inv_scale, cudaStream_t stream) {

@@ -253,7 +253,9 @@ def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
 
 # wgmma conv tiles (conv_sm90 in gemm_sm90.cu): cfg -> (BM, BN, BK)
 SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: (128, 64, 64),
-                   4: (128, 256, 128), 5: (64, 128, 64)}
+                   4: (128, 256, 128), 5: (64, 128, 64), 6: (128, 64, 32)}
+FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
+FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
 
 
 def sm90_conv_config(M: int, O: int, C: int, sms: int = 132) -> int:
@@ -262,6 +264,8 @@ def sm90_conv_config(M: int, O: int, C: int, sms: int = 132) -> int:
     env = os.environ.get("INT8COMPILE_SM90_CONV_CFG")
     if env is not None:
         return int(env)
+    if C % 64:
+        return 6
     bk = 128 if C % 128 == 0 else 64
     if O <= 64:
         return 2 if bk == 128 else 3
@@ -277,8 +281,8 @@ def _im2col_unfit(x: Tensor, w: Tensor, groups: int, stride, padding, dilation, 
     KH, KW = w.shape[1], w.shape[2]
     if groups != 1:
         return "grouped"
-    if C % 64:
-        return "channels not a multiple of 64"
+    if C % 32:
+        return "channels not a multiple of 32"
     if x.data_ptr() % 16 or w.data_ptr() % 16:
         return "operands not 16-byte aligned"
     if max(stride) > 8:
@@ -364,7 +368,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
                 lo: float, hi: float, out_dtype: torch.dtype, stride: Sequence[int], padding: Sequence[int],
                 dilation: Sequence[int], groups: int, algo: str = "auto", out: Optional[Tensor] = None,
                 cfg: Optional[int] = None) -> Tensor:
-    """Run the conv kernel. algo: auto | sm90 | mma | mma64 | dp4a | depthwise (cfg: sm90 conv tile)."""
+    """Run the conv kernel. algo: auto | sm90 | fold | mma | mma64 | dp4a | depthwise (cfg: sm90 conv tile)."""
     from ..ops import conv2d_output_size
     m = ext()
     dev = x.device
@@ -397,6 +401,13 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
                 algo = "mma64" if (Nb * oh * ow <= 64 * 132 or O // groups <= 64) else "mma"
             else:
                 algo = "dp4a"
+    fold = (groups == 1 and 1 < KW and KW * C <= FOLD_CHANNELS and xc.data_ptr() % 16 == 0
+            and torch.cuda.get_device_capability(dev) == (9, 0))
+    if algo == "fold" or (auto_pad and _algo() == "auto" and fold and Nb * oh * ow >= FOLD_MIN_ROWS):
+        if fold:
+            return _conv2d_folded(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
+                                  stride, padding, dilation, out)
+        algo = "mma"
     if algo == "sm90" and not (im2col and torch.cuda.get_device_capability(dev) == (9, 0)):
         algo = "mma"
     if algo == "sm90":
@@ -420,6 +431,23 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
              groups, code, 0)
     return out
+
+
+def _conv2d_folded(x: Tensor, w: Tensor, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
+                   stride, padding, dilation, out: Tensor) -> Tensor:
+    """A conv with KW * C <= 32 (the RGB stem) as a KH x 1 conv over its filter columns folded into
+    channels: y[n, h, ow, kw * C + c] = x[n, h, ow * sw + kw * dw - pl, c]. Same sums, so bit-exact;
+    the folded input is 32 / (C * sw) times the input (2.7x for a 7x7 stride-2 RGB stem)."""
+    Nb, C, H, W = x.shape
+    O, KH, KW, _ = w.shape
+    ow = out.shape[3]
+    xf = torch.empty((Nb, FOLD_CHANNELS, H, ow), dtype=torch.int8, device=x.device,
+                     memory_format=torch.channels_last)
+    ext().fold_kw(x, xf, KW, stride[1], dilation[1], padding[2])
+    wf = torch.zeros((O, KH, 1, FOLD_CHANNELS), dtype=torch.int8, device=x.device)
+    wf[:, :, 0, :KW * C] = w.reshape(O, KH, KW * C)
+    return conv2d_impl(xf, wf, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
+                       (stride[0], 1), (padding[0], padding[1], 0, 0), (dilation[0], 1), 1, algo="sm90", out=out)
 
 
 @register("linear", TARGET, priority=PRIORITY, check=check_linear, device="cuda")
