@@ -185,6 +185,12 @@ CONV_SHAPES = [  # N, C, H, W, O, KH, KW, stride, padding (t, b, l, r), dilation
     (2, 8, 7, 9, 16, 3, 3, (2, 1), (0, 1, 2, 1), (1, 2), 2),       # grouped (Cg = 4), asym pad, dilation
     (3, 64, 5, 5, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),      # rows cross images within a 6-row tile
     (1, 16, 5, 5, 8, 5, 5, (1, 1), (0, 0, 0, 0), (1, 1), 1),       # kernel = input, one pixel
+    # C % 4 != 0, groups 1, dilation 1 along W: whole kernel rows as taps, padded to 4 bytes
+    (2, 3, 5, 6, 8, 3, 3, (1, 1), (0, 0, 0, 0), (1, 1), 1),        # no padding: reads up to the last byte
+    (1, 3, 9, 9, 8, 3, 3, (1, 1), (1, 1, 1, 1), (1, 2), 1),        # dilation 2 along W: im2col gather
+    (2, 3, 4, 5, 20, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),       # 1x1, C = 3
+    (1, 1, 6, 7, 4, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),        # C = 1 (not depthwise: O = 4)
+    (1, 6, 7, 7, 70, 3, 3, (2, 2), (1, 0, 0, 1), (1, 1), 1),       # C = 6, kernel rows of 18 -> 20 bytes
 ]
 
 

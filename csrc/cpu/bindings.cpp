@@ -251,6 +251,14 @@ Tensor linear_impl(const Tensor& x, const Tensor& packed, const Tensor& colsum, 
     TORCH_CHECK(h.res.scalar_type() == at::kChar && h.res.size(0) == M, "linear: residual must be int8 like the output");
     p.epi.res = h.res.data_ptr<int8_t>(); p.epi.ldr = N;
   }
+  // AVX512: the direct kernel reads x's rows in place (a 1x1 convolution of [M, 1, 1, K])
+  ConvGeom geom;
+  if (k->conv_task && K % 4 == 0 && std::getenv("INT8COMPILE_CPU_NO_DIRECT_CONV") == nullptr) {
+    geom.x = p.a; geom.zeros = p.a;
+    geom.H = geom.W = geom.OH = geom.OW = 1;
+    geom.C = geom.Cg = K;
+    p.conv = &geom;
+  }
   if (M > 0 && N > 0) run_gemm(k, p);
   return out.view(oshape);
 }
@@ -504,6 +512,17 @@ void conv_gather(const void* vctx, int64_t m0, int64_t rows, int64_t k0, int64_t
   }
 }
 
+// groups = 1 convolutions whose channel count is not a multiple of 4 and with dilation 1 along W (a
+// C = 3 stem) run on the direct kernel with whole kernel rows as taps (ConvGeom::fold): their weights
+// are packed as [O, KH, round_up(KW * Cg, 4)], zero-padded. kernels/cpu.py asks conv_weight_fold too.
+bool conv_fold(const IsaKernels* k, int64_t groups, int64_t Cg, int64_t dw) {
+  return k->conv_task != nullptr && groups == 1 && Cg % 4 != 0 && dw == 1;
+}
+
+bool conv_weight_fold(const std::string& isa, int64_t groups, int64_t Cg, int64_t dw) {
+  return conv_fold(isa_for(isa), groups, Cg, dw);
+}
+
 Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& packed,
               const optional<Tensor>& colsum, const optional<Tensor>& bias, const Tensor& scale,
               const optional<Tensor>& mult, const optional<Tensor>& shift, const optional<Tensor>& residual,
@@ -560,14 +579,18 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& 
   }
 
   TORCH_CHECK(packed.has_value() && colsum.has_value(), "conv2d: packed weights expected");
-  const int64_t Og = O / groups, K = KH * KW * Cg, M = N * OH * OW;
+  // direct convolution (no im2col buffer) where the ISA has it (Cg % 4 == 0, or folded kernel rows)
+  const bool fold = conv_fold(k, groups, Cg, dilation[1]);
+  const bool use_direct = fold || (k->conv_task && Cg % 4 == 0 &&
+                                   std::getenv("INT8COMPILE_CPU_NO_DIRECT_CONV") == nullptr);
+  const int64_t Og = O / groups, M = N * OH * OW;
+  const int64_t K = fold ? KH * round_up(KW * Cg, 4) : KH * KW * Cg;
   const int64_t bytes = k->packed_bytes(Og, K);
+  TORCH_CHECK(packed->numel() >= groups * bytes, "conv2d: packed weights do not match the layout");
   const bool direct = KH == 1 && KW == 1 && stride[0] == 1 && stride[1] == 1 &&
                       padding[0] == 0 && padding[1] == 0 && padding[2] == 0 && padding[3] == 0;
-  // direct convolution (no im2col buffer) where the ISA has it and a tap's K slice is whole dwords
-  const bool use_direct = !direct && k->conv_task && Cg % 4 == 0 && std::getenv("INT8COMPILE_CPU_NO_DIRECT_CONV") == nullptr;
-  Tensor zeros;
-  if (use_direct) zeros = at::zeros({Cg + 64}, x.options());
+  Tensor zeros;                            // what taps in the padding read
+  if (use_direct) zeros = at::zeros({round_up(KW * Cg, 4) + 64}, x.options());
   for (int64_t g = 0; g < groups; ++g) {
     GemmProblem p;
     p.M = M; p.N = Og; p.K = K;
@@ -577,14 +600,16 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& 
       geom.H = H; geom.W = W; geom.C = C; geom.OH = OH; geom.OW = OW; geom.Cg = Cg; geom.c0 = g * Cg;
       geom.KH = (int)KH; geom.KW = (int)KW; geom.sh = (int)stride[0]; geom.sw = (int)stride[1];
       geom.pt = (int)padding[0]; geom.pl = (int)padding[2]; geom.dh = (int)dilation[0]; geom.dw = (int)dilation[1];
+      geom.fold = fold;
+      geom.x_end = x.data_ptr<int8_t>() + x.numel();
     }
     ConvCtx ctx{x.data_ptr<int8_t>(), x.data_ptr<int8_t>() + x.numel(), H, W, C, OH, OW, Cg, g * Cg, (int)KH, (int)KW, (int)stride[0],
                 (int)stride[1], (int)padding[0], (int)padding[2], (int)dilation[0], (int)dilation[1]};
-    if (direct) {
+    if (use_direct) {
+      p.conv = &geom;
+    } else if (direct) {
       p.a = x.data_ptr<int8_t>() + g * Cg;
       p.lda = C;
-    } else if (use_direct) {
-      p.conv = &geom;
     } else {
       p.gather = conv_gather;
       p.gather_ctx = &ctx;
@@ -697,6 +722,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("attention", &i8c::attention);
   m.def("max_pool2d", &i8c::max_pool2d);
   m.def("conv2d", &i8c::conv2d);
+  m.def("conv_weight_fold", &i8c::conv_weight_fold);
   m.def("quantize", &i8c::quantize);
   m.def("dequantize", &i8c::dequantize);
   m.attr("MC") = i8c::MC;

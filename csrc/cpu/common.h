@@ -65,6 +65,12 @@ struct ConvGeom {
   const int8_t* zeros = nullptr;       // >= Cg zero bytes
   int64_t H = 0, W = 0, C = 0, OH = 0, OW = 0, Cg = 0, c0 = 0;
   int KH = 1, KW = 1, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+  // fold (groups = 1, Cg % 4 != 0, dw = 1, e.g. a C = 3 stem): a tap is a whole kernel row, the KW * Cg
+  // contiguous bytes at (ih, iw0), zero-padded to a multiple of 4 in the packed weights; the extra
+  // bytes read belong to the next pixel and meet zero weights. Rows that reach past x_end or out of
+  // the image are copied into a zero-padded staging buffer.
+  bool fold = false;
+  const int8_t* x_end = nullptr;
 };
 
 struct GemmProblem {
@@ -127,8 +133,8 @@ struct IsaKernels {
   // optional (nullptr: gemm_task packs per task): pack rows [m0, m1) of a strided A for every K block
   // into `out` (M * round_up(K, 4) bytes, layout of GemmProblem::apacked)
   void (*pack_a)(const GemmProblem& p, int64_t m0, int64_t m1, uint8_t* out);
-  // optional (nullptr: gather + gemm_task): like gemm_task for a convolution given by p.conv (Cg a
-  // multiple of 4), reading A rows directly from the input (no im2col buffer), all of K at once
+  // optional (nullptr: gather + gemm_task): like gemm_task for a convolution given by p.conv, reading A
+  // rows directly from the input (no im2col buffer), all of K at once (ConvGeom::fold: K = KH * round_up(KW * Cg, 4))
   void (*conv_task)(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 };
 

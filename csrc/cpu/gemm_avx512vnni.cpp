@@ -329,55 +329,88 @@ typedef void (*UkrConvFn)(const int8_t* const*, int, int64_t, const int8_t*, int
 const UkrConvFn kUkrConv[6][4] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6)};
 #undef ROW
 
-// Rows [m0, m1) x columns [n0, n1) of a convolution (p.conv, Cg % 4 == 0): per group of 6 output
-// pixels the (pixel, tap) pointers are computed once, then every 64-column panel runs the whole K.
+// Rows [m0, m1) x columns [n0, n1) of a convolution (p.conv, Cg % 4 == 0; a linear layer is a 1x1
+// convolution of [M, 1, 1, K]). The (pixel, tap) pointers of every 6-row group of the task are
+// computed first; then each 64-column panel (K/4 * 256 bytes, kept in L2) meets every row group in
+// turn, whose A rows come from L1/L2. Rows outer (all panels per row group) would stream
+// NC/64 panels from L3 per row group, which two cores sharing the L3 cannot sustain at large K.
 void conv_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  static thread_local Scratch s_ptr;
+  static thread_local Scratch s_ptr, s_stage;
   const ConvGeom& g = *p.conv;
-  const int taps = g.KH * g.KW;
-  const int64_t KG = (p.K + 3) / 4, kgt = g.Cg / 4;
+  const int KWt = g.fold ? 1 : g.KW;                      // taps per kernel row
+  const int taps = g.KH * KWt;
+  const int64_t tapbytes = g.fold ? (g.KW * g.Cg + 3) / 4 * 4 : (g.Cg + 3) / 4 * 4;
+  const int64_t KG = (p.K + 3) / 4, kgt = tapbytes / 4;
   const int64_t N16 = (p.N + 15) / 16 * 16;
   const int64_t nend = n1 < N16 ? (n1 + 15) / 16 * 16 : N16;
-  const int8_t** ptr = (const int8_t**)s_ptr.get((size_t)taps * (6 * sizeof(void*) + sizeof(int64_t)));
-  int64_t* toff = (int64_t*)(ptr + taps * 6);       // byte offset of tap t from the window's corner
+  const int64_t groups = (m1 - m0 + 5) / 6;
+  const int8_t** ptr = (const int8_t**)s_ptr.get((size_t)taps * (groups * 6 * sizeof(void*) + sizeof(int64_t)));
+  int64_t* toff = (int64_t*)(ptr + groups * taps * 6);   // byte offset of tap t from the window's corner
   for (int kh = 0; kh < g.KH; ++kh)
-    for (int kw = 0; kw < g.KW; ++kw)
-      toff[kh * g.KW + kw] = ((int64_t)kh * g.dh * g.W + (int64_t)kw * g.dw) * g.C;
-  alignas(64) int32_t cbuf[6 * 64];
-  const int8_t* bp = (const int8_t*)p.bpack;
-  const int64_t ohw = g.OH * g.OW;
-  const int64_t ih_max = g.H - (int64_t)(g.KH - 1) * g.dh, iw_max = g.W - (int64_t)(g.KW - 1) * g.dw;
-  int64_t n = m0 / ohw, oh = (m0 % ohw) / g.OW, ow = (m0 % ohw) % g.OW;   // walked incrementally
-  for (int64_t r0 = m0; r0 < m1; r0 += 6) {
-    const int64_t mr = (m1 - r0) < 6 ? (m1 - r0) : 6;
-    for (int64_t r = 0; r < mr; ++r) {
-      const int8_t* xn = g.x + n * g.H * g.W * g.C + g.c0;
-      const int64_t ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
-      if (ih0 >= 0 && ih0 < ih_max && iw0 >= 0 && iw0 < iw_max) {     // every tap inside the image
-        const int8_t* corner = xn + (ih0 * g.W + iw0) * g.C;
-        for (int t = 0; t < taps; ++t) ptr[t * 6 + r] = corner + toff[t];
-      } else {
-        for (int kh = 0; kh < g.KH; ++kh) {
-          const int64_t ih = ih0 + (int64_t)kh * g.dh;
-          const bool row_ok = ih >= 0 && ih < g.H;
-          for (int kw = 0; kw < g.KW; ++kw) {
-            const int64_t iw = iw0 + (int64_t)kw * g.dw;
-            ptr[(kh * g.KW + kw) * 6 + r] =
-                (row_ok && iw >= 0 && iw < g.W) ? xn + (ih * g.W + iw) * g.C : g.zeros;
+    for (int kw = 0; kw < KWt; ++kw)
+      toff[kh * KWt + kw] = ((int64_t)kh * g.dh * g.W + (int64_t)kw * g.dw) * g.C;
+  int8_t* stage = g.fold ? (int8_t*)s_stage.get((size_t)((m1 - m0) * g.KH * tapbytes + 64)) : nullptr;
+  // geometry in locals: the pointer stores below could otherwise alias it (no strict aliasing here)
+  const int64_t H = g.H, W = g.W, C = g.C, OH = g.OH, OW = g.OW, sh = g.sh, sw = g.sw, pt = g.pt, pl = g.pl;
+  const int64_t KH = g.KH, KW = g.KW, dh = g.dh, dw = g.dw;
+  const bool fold = g.fold;
+  const int8_t* const x_end = g.x_end;
+  const int8_t* const zeros = g.zeros;
+  const int8_t* const x0 = g.x + g.c0;
+  const int64_t ohw = OH * OW, img = H * W * C;
+  const int64_t ih_max = H - (KH - 1) * dh, iw_max = W - (KW - 1) * dw;
+  const int64_t last_off = toff[taps - 1] + tapbytes;
+  int64_t n = m0 / ohw, oh = (m0 % ohw) / OW, ow = (m0 % ohw) % OW;   // walked incrementally
+  const int8_t** gp = ptr;
+  int64_t r = 0;
+  for (int64_t m = m0; m < m1; ++m) {
+    const int8_t* xn = x0 + n * img;
+    const int64_t ih0 = oh * sh - pt, iw0 = ow * sw - pl;
+    const int8_t* corner = xn + (ih0 * W + iw0) * C;
+    if (ih0 >= 0 && ih0 < ih_max && iw0 >= 0 && iw0 < iw_max &&        // every tap inside the image
+        (!fold || corner + last_off <= x_end)) {
+      for (int t = 0; t < taps; ++t) gp[t * 6 + r] = corner + toff[t];
+    } else {
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t ih = ih0 + kh * dh;
+        const bool row_ok = ih >= 0 && ih < H;
+        if (fold) {
+          const int8_t* src = xn + (ih * W + iw0) * C;
+          if (!row_ok) {
+            gp[kh * 6 + r] = zeros;
+          } else if (iw0 >= 0 && iw0 + KW <= W && src + tapbytes <= x_end) {
+            gp[kh * 6 + r] = src;
+          } else {                                       // zero-padded copy of the kernel row
+            int8_t* d = stage + ((m - m0) * KH + kh) * tapbytes;
+            std::memset(d, 0, (size_t)tapbytes);
+            for (int64_t kw = 0; kw < KW; ++kw)
+              if (iw0 + kw >= 0 && iw0 + kw < W) std::memcpy(d + kw * C, src + kw * C, (size_t)C);
+            gp[kh * 6 + r] = d;
           }
+          continue;
+        }
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t iw = iw0 + kw * dw;
+          gp[(kh * KW + kw) * 6 + r] = (row_ok && iw >= 0 && iw < W) ? xn + (ih * W + iw) * C : zeros;
         }
       }
-      if (++ow == g.OW) {
-        ow = 0;
-        if (++oh == g.OH) { oh = 0; ++n; }
-      }
     }
-    for (int64_t np0 = n0; np0 < nend; np0 += PANEL) {
-      const int64_t wp = (N16 - np0) < PANEL ? (N16 - np0) : PANEL;
-      const int nv = (int)(wp / 16);
-      const int8_t* b = bp + (np0 / PANEL) * PANEL * KG * 4;
-      kUkrConv[mr - 1][nv - 1](ptr, taps, kgt, b, cbuf, p.bias + np0);
-      const int64_t nc = (n1 - np0) < wp ? (n1 - np0) : wp;
+    if (++r == 6) { r = 0; gp += taps * 6; }
+    if (++ow == OW) {
+      ow = 0;
+      if (++oh == OH) { oh = 0; ++n; }
+    }
+  }
+  alignas(64) int32_t cbuf[6 * 64];
+  const int8_t* bp = (const int8_t*)p.bpack;
+  for (int64_t np0 = n0; np0 < nend; np0 += PANEL) {
+    const int64_t wp = (N16 - np0) < PANEL ? (N16 - np0) : PANEL;
+    const int nv = (int)(wp / 16);
+    const int8_t* b = bp + (np0 / PANEL) * PANEL * KG * 4;
+    const int64_t nc = (n1 - np0) < wp ? (n1 - np0) : wp;
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      const int64_t r0 = m0 + 6 * gi, mr = (m1 - r0) < 6 ? (m1 - r0) : 6;
+      kUkrConv[mr - 1][nv - 1](ptr + gi * taps * 6, taps, kgt, b, cbuf, p.bias + np0);
       epi_rows_avx512(p.epi, cbuf, 64, r0, mr, np0, nc);
     }
   }

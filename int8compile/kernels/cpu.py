@@ -117,7 +117,7 @@ def prebuild() -> str:
 
 
 # ---- packed weights, cached per weight tensor --------------------------------------------------------
-_packs: dict[int, tuple] = {}
+_packs: dict[tuple, tuple] = {}
 
 
 def _version(t: Tensor):
@@ -127,11 +127,13 @@ def _version(t: Tensor):
         return None
 
 
-def packed_weight(weight2d: Tensor, groups: int, isa: str) -> tuple[Tensor, Optional[Tensor]]:
+def packed_weight(weight2d: Tensor, groups: int, isa: str, fold: bool = False) -> tuple[Tensor, Optional[Tensor]]:
     """(packed bytes, int32 column sums) of an [O, ...] int8 weight (groups=-1: depthwise taps, no
     column sums), cached while the tensor lives and is not modified in place (keyed by the tensor
-    object, checked by its version counter)."""
-    key = id(weight2d)
+    object, checked by its version counter). fold: an OHWI conv weight packed as [O, KH, KW * C] with each
+    kernel row zero-padded to a multiple of 4 bytes (the AVX512 direct convolution's layout for
+    C % 4 != 0, csrc/cpu/bindings.cpp conv_fold)."""
+    key = (id(weight2d), fold)
     entry = _packs.get(key)
     ver = _version(weight2d)
     if entry is not None:
@@ -142,6 +144,10 @@ def packed_weight(weight2d: Tensor, groups: int, isa: str) -> tuple[Tensor, Opti
             return packed, colsum
     if groups == -1:                                 # depthwise taps (csrc/cpu/bindings.cpp)
         packed, colsum = _load().pack_depthwise(weight2d), None
+    elif fold:
+        o, kh, kw, cg = weight2d.shape
+        rows = torch.nn.functional.pad(weight2d.reshape(o, kh, kw * cg), (0, (-kw * cg) % 4))
+        packed, colsum = _load().pack_weight(rows.reshape(o, -1), groups, isa)
     else:
         packed, colsum = _load().pack_weight(weight2d.reshape(weight2d.shape[0], -1), groups, isa)
     try:
@@ -370,7 +376,9 @@ def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Tensor, mul
     isa = active_isa()
     depthwise = (groups == x.shape[1] and weight.shape[3] == 1 and weight.shape[0] == groups
                  and weight.shape[1] * weight.shape[2] <= 128)   # csrc/cpu/bindings.cpp: conv2d
-    packed, colsum = packed_weight(weight, -1 if depthwise else groups, isa)
+    # groups = 1, C % 4 != 0, dilation 1 along W (a C = 3 stem): whole kernel rows padded to 4 bytes
+    fold = not depthwise and _load().conv_weight_fold(isa, int(groups), int(weight.shape[3]), int(dilation[1]))
+    packed, colsum = packed_weight(weight, -1 if depthwise else groups, isa, fold)
     return _load().conv2d(x, weight, packed, colsum, bias, scale, mult, shift, residual, res_mult,
                           float(res_scale), float(lo), float(hi), _OUT_KIND[out_dtype],
                           [int(s) for s in stride], [int(p) for p in padding],
