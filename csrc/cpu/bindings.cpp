@@ -282,19 +282,24 @@ Tensor linear_gelu(const Tensor& x, const Tensor& packed, const Tensor& colsum, 
 
 // ---- int8 max pooling, NHWC (exact: max commutes with the monotone quantization) -------------------
 // x [N, C, H, W] int8 (any strides; made channels-last); padding taps are skipped (aten's -inf).
-__attribute__((target("avx512f,avx512bw"))) void max_bytes_avx512(int8_t* o, const int8_t* p, int64_t C) {
-  int64_t c = 0;
-  for (; c + 64 <= C; c += 64)
-    _mm512_storeu_si512(o + c, _mm512_max_epi8(_mm512_loadu_si512(o + c), _mm512_loadu_si512(p + c)));
-  if (c < C) {
-    const __mmask64 m = ((__mmask64)1 << (C - c)) - 1;
-    _mm512_mask_storeu_epi8(o + c, m, _mm512_max_epi8(_mm512_maskz_loadu_epi8(m, o + c),
-                                                      _mm512_maskz_loadu_epi8(m, p + c)));
+// AVX512: per output pixel and 64-channel chunk the taps are folded in a register, one store per chunk.
+__attribute__((target("avx512f,avx512bw"))) void pool_pixel_avx512(int8_t* o, const int8_t* const* taps, int nt,
+                                                                    int64_t C) {
+  for (int64_t c = 0; c < C; c += 64) {
+    const __mmask64 m = C - c >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (C - c)) - 1);
+    __m512i acc = _mm512_set1_epi8((char)-128);
+    for (int t = 0; t < nt; ++t) acc = _mm512_max_epi8(acc, _mm512_maskz_loadu_epi8(m, taps[t] + c));
+    if (C - c >= 64) _mm512_storeu_si512(o + c, acc);
+    else _mm512_mask_storeu_epi8(o + c, m, acc);
   }
 }
 
-void max_bytes_scalar(int8_t* o, const int8_t* p, int64_t C) {
-  for (int64_t c = 0; c < C; ++c) o[c] = p[c] > o[c] ? p[c] : o[c];
+void pool_pixel_scalar(int8_t* o, const int8_t* const* taps, int nt, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    int8_t v = -128;
+    for (int t = 0; t < nt; ++t) v = taps[t][c] > v ? taps[t][c] : v;
+    o[c] = v;
+  }
 }
 
 Tensor max_pool2d(const Tensor& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
@@ -306,22 +311,23 @@ Tensor max_pool2d(const Tensor& x, int64_t kh, int64_t kw, int64_t sh, int64_t s
   const int8_t* src = xc.data_ptr<int8_t>();
   int8_t* dst = out.data_ptr<int8_t>();
   static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  void (*max_bytes)(int8_t*, const int8_t*, int64_t) = avx512 ? max_bytes_avx512 : max_bytes_scalar;
+  void (*pool_pixel)(int8_t*, const int8_t* const*, int, int64_t) = avx512 ? pool_pixel_avx512 : pool_pixel_scalar;
   at::parallel_for(0, N * OH, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<const int8_t*> taps((size_t)(kh * kw));
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / OH, oh = r % OH;
       for (int64_t ow = 0; ow < OW; ++ow) {
-        int8_t* o = dst + ((r * OW) + ow) * C;
-        std::memset(o, 0x80, (size_t)C);                 // -128
+        int nt = 0;
         for (int64_t i = 0; i < kh; ++i) {
           const int64_t ih = oh * sh - ph + i * dh;
           if (ih < 0 || ih >= H) continue;
           for (int64_t j = 0; j < kw; ++j) {
             const int64_t iw = ow * sw - pw + j * dw;
             if (iw < 0 || iw >= W) continue;
-            max_bytes(o, src + ((n * H + ih) * W + iw) * C, C);
+            taps[(size_t)nt++] = src + ((n * H + ih) * W + iw) * C;
           }
         }
+        pool_pixel(dst + ((r * OW) + ow) * C, taps.data(), nt, C);   // no valid tap: -128 (as before)
       }
     }
   });
