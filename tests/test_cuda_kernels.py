@@ -382,5 +382,8 @@ def test_sanitizer_small():
             assert torch.equal(got, expect), algo
     for case in (CONV_CASES[0], CONV_CASES[3], CONV_CASES[7], CONV_CASES[9]) + tuple(SM90_CONV_CASES[-6:-1]):
         test_conv2d_bitexact("auto", case)
+    if torch.cuda.get_device_capability() == (9, 0):
+        test_conv2d_bitexact("fold", CONV_CASES[-2])   # folded stem
+        test_conv2d_sm90_every_tile(SM90_CONV_CASES[0])
     test_quantize_bitexact(torch.float16, (3, 5, 7, 9), "nchw")
     test_dequantize_bitexact(torch.bfloat16, (1001,), "flat")

@@ -256,8 +256,14 @@ __device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt,
 // PP = ping-pong: the two consumer warpgroups take alternate BM x BN tiles (each issues BM/64 wgmma per
 // k-step), so one's epilogue overlaps the other's main loop. Otherwise the consumers split a tile's rows.
 // CPS: CTAs per SM (2: two co-resident CTAs, one's epilogue overlapping the other's main loop).
+// Threads per CTA: the consumer warpgroups plus the producer, a whole warpgroup at one CTA per SM (it
+// hands its registers to the consumers with setmaxnreg) or a single warp after the consumers at two
+// CTAs per SM (fewer threads, so more registers each within the SM's file).
+template <int BM, bool PP, int CPS>
+constexpr int cta_threads() { return (PP ? 2 : BM / 64) * 128 + (CPS == 1 ? 128 : 32); }
+
 template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV>
-__global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
+__global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,
                 int N, int K, EpiParams p, int splits, int32_t* ws, int* cnt, ConvGeom g) {
 #ifdef I8C_SM90
@@ -274,6 +280,7 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
   const int ktiles = (K + BK - 1) / BK;
   const int kps = (ktiles + splits - 1) / splits;
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+  constexpr int PRODUCER = CPS == 1 ? 0 : NCONS;  // the producer's warpgroup index
 
   if (threadIdx.x == 0) {
     for (int i = 0; i < STAGES; ++i) {
@@ -286,8 +293,8 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
   }
   __syncthreads();
 
-  if (wg == 0) {
-    if constexpr (NCONS >= 2) setmaxnreg_dec<40>();
+  if (wg == PRODUCER) {
+    if constexpr (NCONS >= 2 && CPS == 1) setmaxnreg_dec<40>();
     if (tid == 0) {
       int it = 0;
       for (int u = blockIdx.x; u < units; u += gridDim.x) {
@@ -320,8 +327,8 @@ __global__ void __launch_bounds__((PP ? 2 : BM / 64) * 128 + 128, CPS)
       }
     }
   } else {
-    if constexpr (NCONS >= 2) setmaxnreg_inc<232>();
-    const int c = wg - 1;
+    if constexpr (NCONS >= 2 && CPS == 1) setmaxnreg_inc<232>();
+    const int c = CPS == 1 ? wg - 1 : wg;
     int it = 0, j = 0;
     int32_t d[WGM * BN / 2];
     for (int u = blockIdx.x; u < units; u += gridDim.x, ++j) {
@@ -472,7 +479,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   int units = ((M + BM - 1) / BM) * ((N + BN - 1) / BN) * splits;
   int grid = units < num_sms * CPS ? units : num_sms * CPS;
   if (max_ctas > 0 && grid > max_ctas) grid = max_ctas;
-  int threads = (PP ? 2 : BM / 64) * 128 + 128;
+  int threads = cta_threads<BM, PP, CPS>();
   kern<<<grid, threads, smem, stream>>>(ma, mb, M, N, K, p, splits, ws, cnt, g);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
@@ -500,25 +507,29 @@ const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, i
 
 // Implicit-GEMM conv2d on wgmma. cfg: 0 = 128x128 BK 128 (6 stages), 1 = 128x128 BK 64 (8 stages),
 // 2 = 128x64 BK 128 (8 stages), 3 = 128x64 BK 64 (10 stages), 4 = 128x256 BK 128 (4 stages),
-// 5 = 64x128 BK 64 (8 stages), 6 = 128x64 BK 32 (12 stages; the folded stem, C = 32).
+// 5 = 64x128 BK 64 (8 stages), 6 = 128x64 BK 32 (12 stages; the folded stem, C = 32);
+// two CTAs per SM, so one's epilogue overlaps the other's (for output-heavy, small-K layers):
+// 7 = 128x64 BK 64 (4 stages), 8 = 128x64 BK 128 (3 stages). (128x128 spills at two CTAs per SM.)
 // Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
 const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
                       int num_sms, cudaStream_t stream) {
   using namespace sm90;
   if (s.groups != 1) return "conv_sm90: groups must be 1";
-  const int bk = cfg == 6 ? 32 : ((cfg == 1 || cfg == 3 || cfg == 5) ? 64 : 128);
+  const int bk = cfg == 6 ? 32 : ((cfg == 1 || cfg == 3 || cfg == 5 || cfg == 7) ? 64 : 128);
   if (s.C % bk) return "conv_sm90: channels must be a multiple of the k-block";
   const int M = s.M, N = s.O, K = s.K;
-#define I8C_CONV(BM_, BN_, BK_, ST_) \
-  launch<BM_, BN_, BK_, ST_, false, 1, true>(x, w, M, N, K, p, num_sms, 0, 1, nullptr, nullptr, stream, &s)
+#define I8C_CONV(BM_, BN_, BK_, ST_, CPS_) \
+  launch<BM_, BN_, BK_, ST_, false, CPS_, true>(x, w, M, N, K, p, num_sms, 0, 1, nullptr, nullptr, stream, &s)
   switch (cfg) {
-    case 0: return I8C_CONV(128, 128, 128, 6);
-    case 1: return I8C_CONV(128, 128, 64, 8);
-    case 2: return I8C_CONV(128, 64, 128, 8);
-    case 3: return I8C_CONV(128, 64, 64, 10);
-    case 4: return I8C_CONV(128, 256, 128, 4);
-    case 5: return I8C_CONV(64, 128, 64, 8);
-    case 6: return I8C_CONV(128, 64, 32, 12);
+    case 0: return I8C_CONV(128, 128, 128, 6, 1);
+    case 1: return I8C_CONV(128, 128, 64, 8, 1);
+    case 2: return I8C_CONV(128, 64, 128, 8, 1);
+    case 3: return I8C_CONV(128, 64, 64, 10, 1);
+    case 4: return I8C_CONV(128, 256, 128, 4, 1);
+    case 5: return I8C_CONV(64, 128, 64, 8, 1);
+    case 6: return I8C_CONV(128, 64, 32, 12, 1);
+    case 7: return I8C_CONV(128, 64, 64, 4, 2);
+    case 8: return I8C_CONV(128, 64, 128, 3, 2);
     default: return "unknown conv_sm90 tile config";
   }
 #undef I8C_CONV

@@ -251,27 +251,30 @@ def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
     return cfg, splits
 
 
-# wgmma conv tiles (conv_sm90 in gemm_sm90.cu): cfg -> (BM, BN, BK)
+# wgmma conv tiles (conv_sm90 in gemm_sm90.cu): cfg -> (BM, BN, BK); 7 and 8 run two CTAs per SM
 SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: (128, 64, 64),
-                   4: (128, 256, 128), 5: (64, 128, 64), 6: (128, 64, 32)}
+                   4: (128, 256, 128), 5: (64, 128, 64), 6: (128, 64, 32), 7: (128, 64, 64),
+                   8: (128, 64, 128)}
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
 
 
 def sm90_conv_config(M: int, O: int, C: int, sms: int = 132) -> int:
-    """Tile config of the wgmma implicit-GEMM conv: the widest k-block C allows, a 64-wide N tile for
-    O <= 64, 64-row tiles when 128-row tiles would leave most SMs idle."""
+    """Tile config of the wgmma implicit-GEMM conv, from the H100 sweep of ResNet-50's layers
+    (benchmarks/results/cuda_2026-11-25.md): 64-row tiles when 128-row ones would leave most SMs idle;
+    for C = 64 the 64-byte k-block at two CTAs per SM (cfg 7: one CTA's epilogue overlaps the other's
+    loads and MMAs, which pays on these epilogue-bound layers); O <= 64 likewise with 128-byte
+    k-blocks (cfg 8); otherwise 128x128 tiles with 128-byte k-blocks."""
     env = os.environ.get("INT8COMPILE_SM90_CONV_CFG")
     if env is not None:
         return int(env)
     if C % 64:
         return 6
-    bk = 128 if C % 128 == 0 else 64
-    if O <= 64:
-        return 2 if bk == 128 else 3
     if -(-M // 128) * -(-O // 128) < sms // 2:
         return 5
-    return 0 if bk == 128 else 1
+    if C % 128:
+        return 7
+    return 8 if O <= 64 else 0
 
 
 def _im2col_unfit(x: Tensor, w: Tensor, groups: int, stride, padding, dilation, out_hw) -> Optional[str]:
