@@ -289,7 +289,7 @@ void gemm_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
 // input needs no packed copy. The weight panel is walked straight through (taps are consecutive in K).
 template <int MR, int NV>
 void ukr_conv(const int8_t* const* __restrict ptr, int taps, int64_t kgt, const int8_t* __restrict b,
-              int32_t* __restrict c, const int32_t* __restrict bias) {
+              int32_t* __restrict c, const int32_t* __restrict bias, const Epi* fe, int64_t row0, int64_t n0) {
   __m512i acc[MR][NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
@@ -318,13 +318,35 @@ void ukr_conv(const int8_t* const* __restrict ptr, int taps, int64_t kgt, const 
       b += NV * 64;
     }
   }
+  if (fe) {   // int8 output, float requant, all NV*16 columns valid: epi_rows_avx512's ops, from registers
+    const __m512 lo = _mm512_set1_ps(fe->lo_f), hi = _mm512_set1_ps(fe->hi_f), rsc = _mm512_set1_ps(fe->res_scale);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const int64_t n = n0 + 16 * v;
+      const __m512 sc = _mm512_loadu_ps(fe->scale + n);
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r) {
+        const int64_t m = row0 + r;
+        __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][v]), sc);
+        if (fe->res) {
+          const __m512 rv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(fe->res + m * fe->ldr + n))));
+          y = _mm512_add_ps(y, _mm512_mul_ps(rv, rsc));
+        }
+        y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
+        _mm_storeu_si128((__m128i*)((int8_t*)fe->out + m * fe->ldo + n),
+                         _mm512_cvtepi32_epi8(_mm512_cvt_roundps_epi32(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+      }
+    }
+    return;
+  }
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) _mm512_storeu_si512(c + r * 64 + 16 * v, acc[r][v]);
 }
 
-typedef void (*UkrConvFn)(const int8_t* const*, int, int64_t, const int8_t*, int32_t*, const int32_t*);
+typedef void (*UkrConvFn)(const int8_t* const*, int, int64_t, const int8_t*, int32_t*, const int32_t*, const Epi*,
+                          int64_t, int64_t);
 #define ROW(mr) {ukr_conv<mr, 1>, ukr_conv<mr, 2>, ukr_conv<mr, 3>, ukr_conv<mr, 4>}
 const UkrConvFn kUkrConv[6][4] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6)};
 #undef ROW
@@ -403,6 +425,8 @@ void conv_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   }
   alignas(64) int32_t cbuf[6 * 64];
   const int8_t* bp = (const int8_t*)p.bpack;
+  // the common epilogue (int8 out, float requant, full panel) straight from the accumulators
+  const bool fused = p.epi.kind == OUT_I8_FLOAT;
   for (int64_t np0 = n0; np0 < nend; np0 += PANEL) {
     const int64_t wp = (N16 - np0) < PANEL ? (N16 - np0) : PANEL;
     const int nv = (int)(wp / 16);
@@ -410,8 +434,12 @@ void conv_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
     const int64_t nc = (n1 - np0) < wp ? (n1 - np0) : wp;
     for (int64_t gi = 0; gi < groups; ++gi) {
       const int64_t r0 = m0 + 6 * gi, mr = (m1 - r0) < 6 ? (m1 - r0) : 6;
-      kUkrConv[mr - 1][nv - 1](ptr + gi * taps * 6, taps, kgt, b, cbuf, p.bias + np0);
-      epi_rows_avx512(p.epi, cbuf, 64, r0, mr, np0, nc);
+      if (fused && nc == wp) {
+        kUkrConv[mr - 1][nv - 1](ptr + gi * taps * 6, taps, kgt, b, cbuf, p.bias + np0, &p.epi, r0, np0);
+      } else {
+        kUkrConv[mr - 1][nv - 1](ptr + gi * taps * 6, taps, kgt, b, cbuf, p.bias + np0, nullptr, 0, 0);
+        epi_rows_avx512(p.epi, cbuf, 64, r0, mr, np0, nc);
+      }
     }
   }
 }
