@@ -595,6 +595,10 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& 
   TORCH_CHECK(packed->numel() >= groups * bytes, "conv2d: packed weights do not match the layout");
   const bool direct = KH == 1 && KW == 1 && stride[0] == 1 && stride[1] == 1 &&
                       padding[0] == 0 && padding[1] == 0 && padding[2] == 0 && padding[3] == 0;
+  // per-tap column sums appended to colsum by kernels/cpu.py ([taps][O] after [O])
+  const int64_t ntaps = fold ? KH : KH * KW;
+  const bool tapsums = use_direct && k->compensation == -128 && colsum->numel() == O + ntaps * O &&
+                       colsum->scalar_type() == at::kInt && colsum->is_contiguous();
   Tensor zeros;                            // what taps in the padding read
   if (use_direct) zeros = at::zeros({round_up(KW * Cg, 4) + 64}, x.options());
   for (int64_t g = 0; g < groups; ++g) {
@@ -608,6 +612,10 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const optional<Tensor>& 
       geom.pt = (int)padding[0]; geom.pl = (int)padding[2]; geom.dh = (int)dilation[0]; geom.dw = (int)dilation[1];
       geom.fold = fold;
       geom.x_end = x.data_ptr<int8_t>() + x.numel();
+      if (tapsums) {
+        geom.tapsum = colsum->data_ptr<int32_t>() + O + g * Og;
+        geom.ld_tapsum = O;
+      }
     }
     ConvCtx ctx{x.data_ptr<int8_t>(), x.data_ptr<int8_t>() + x.numel(), H, W, C, OH, OW, Cg, g * Cg, (int)KH, (int)KW, (int)stride[0],
                 (int)stride[1], (int)padding[0], (int)padding[2], (int)dilation[0], (int)dilation[1]};

@@ -71,6 +71,10 @@ struct ConvGeom {
   // the image are copied into a zero-padded staging buffer.
   bool fold = false;
   const int8_t* x_end = nullptr;
+  // optional: column sums of tap t for the problem's columns at tapsum + t * ld_tapsum (VNNI: a tap
+  // in the padding of every row of a group is skipped and 128 * its column sum added to the bias)
+  const int32_t* tapsum = nullptr;
+  int64_t ld_tapsum = 0;
 };
 
 struct GemmProblem {

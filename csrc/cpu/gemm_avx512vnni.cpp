@@ -424,6 +424,7 @@ void conv_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
     }
   }
   alignas(64) int32_t cbuf[6 * 64];
+  alignas(64) int32_t gbias[64];
   const int8_t* bp = (const int8_t*)p.bpack;
   // the common epilogue (int8 out, float requant, full panel) straight from the accumulators
   const bool fused = p.epi.kind == OUT_I8_FLOAT;
@@ -434,10 +435,36 @@ void conv_task(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
     const int64_t nc = (n1 - np0) < wp ? (n1 - np0) : wp;
     for (int64_t gi = 0; gi < groups; ++gi) {
       const int64_t r0 = m0 + 6 * gi, mr = (m1 - r0) < 6 ? (m1 - r0) : 6;
+      const int8_t* const* gptr = ptr + gi * taps * 6;
+      // taps at the start / end that read the zero row for every row of the group (padding rows at
+      // the top / bottom of the image) are skipped: their contribution, 128 * tap column sum, goes
+      // into the starting value instead
+      int t_lo = 0, t_hi = taps;
+      const int32_t* bias = p.bias + np0;
+      if (g.tapsum) {
+        auto all_zero = [&](int t) {
+          for (int64_t r = 0; r < mr; ++r)
+            if (gptr[t * 6 + r] != zeros) return false;
+          return true;
+        };
+        while (t_lo < taps && all_zero(t_lo)) ++t_lo;
+        while (t_hi > t_lo && all_zero(t_hi - 1)) --t_hi;
+        if (t_lo == t_hi) t_hi = t_lo = 0;              // every tap in the padding: compute as usual
+        if (t_lo > 0 || t_hi < taps) {
+          for (int64_t j = 0; j < wp; ++j) {
+            uint32_t v = (uint32_t)p.bias[np0 + j];
+            for (int t = 0; t < taps; ++t)
+              if (t < t_lo || t >= t_hi) v += 128u * (uint32_t)g.tapsum[t * g.ld_tapsum + np0 + j];
+            gbias[j] = (int32_t)v;
+          }
+          bias = gbias;
+        }
+      }
+      const int8_t* bt = b + (int64_t)t_lo * kgt * wp * 4;
       if (fused && nc == wp) {
-        kUkrConv[mr - 1][nv - 1](ptr + gi * taps * 6, taps, kgt, b, cbuf, p.bias + np0, &p.epi, r0, np0);
+        kUkrConv[mr - 1][nv - 1](gptr + t_lo * 6, t_hi - t_lo, kgt, bt, cbuf, bias, &p.epi, r0, np0);
       } else {
-        kUkrConv[mr - 1][nv - 1](ptr + gi * taps * 6, taps, kgt, b, cbuf, p.bias + np0, nullptr, 0, 0);
+        kUkrConv[mr - 1][nv - 1](gptr + t_lo * 6, t_hi - t_lo, kgt, bt, cbuf, bias, nullptr, 0, 0);
         epi_rows_avx512(p.epi, cbuf, 64, r0, mr, np0, nc);
       }
     }

@@ -150,6 +150,13 @@ def packed_weight(weight2d: Tensor, groups: int, isa: str, fold: bool = False) -
         packed, colsum = _load().pack_weight(rows.reshape(o, -1), groups, isa)
     else:
         packed, colsum = _load().pack_weight(weight2d.reshape(weight2d.shape[0], -1), groups, isa)
+    if groups != -1 and weight2d.dim() == 4:
+        # conv: per-tap column sums [taps][O] after the [O] column sums (a tap is a kernel row when
+        # folded); the AVX512 direct convolution skips taps that lie in the padding for a whole row
+        # group and adds 128 * their sum to the accumulators' starting value instead
+        o, kh, kw, cg = weight2d.shape
+        taps = weight2d.reshape(o, kh, kw * cg) if fold else weight2d.reshape(o, kh * kw, cg)
+        colsum = torch.cat([colsum, taps.sum(-1, dtype=torch.int32).t().reshape(-1)])
     try:
         ref = weakref.ref(weight2d, lambda _r, k=key: _packs.pop(k, None))
         _packs[key] = (ref, ver, groups, isa, tuple(weight2d.shape), weight2d.data_ptr(), packed, colsum)
