@@ -231,33 +231,39 @@ def algos_conv():
     return algos + (["sm90", "fold"] if cc == (9, 0) else [])
 
 
+def conv_mismatch(case, variant, g, algo, cfg=None):
+    """Run one conv case in one epilogue variant on fresh inputs through conv2d_impl(algo, cfg) and the
+    reference; None when bit-exact, else what differs."""
+    N, C, H, W, O, KH, KW, stride, padding, dilation, groups = case
+    mode, residual, out_dtype, act = variant
+    from int8compile.ops import conv2d_output_size
+    oh, ow = conv2d_output_size((H, W), (KH, KW), stride, padding, dilation)
+    x = rand_i8((N, C, H, W), g).to(DEV).contiguous(memory_format=torch.channels_last)
+    w = rand_i8((O, KH, KW, C // groups), g, -127, 127).to(DEV)
+    e = to_dev(epilogue_args(O, KH * KW * C // groups, mode, residual, out_dtype, act, g, (N, O, oh, ow)))
+    if e["residual"] is not None:
+        e["residual"] = e["residual"].contiguous(memory_format=torch.channels_last)
+    expect = ref.conv2d(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
+                        e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups)
+    out = poisoned((N, O, oh, ow), out_dtype, channels_last=True)
+    got = ck.conv2d_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
+                         e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups,
+                         algo=algo, out=out, cfg=cfg)
+    torch.cuda.synchronize()
+    if torch.equal(got, expect):
+        return None
+    diff = (got.double() - expect.double()).abs()
+    return (f"{algo} cfg {cfg} {mode} res={residual} {out_dtype} {act}: {int((diff != 0).sum())} of "
+            f"{diff.numel()} differ")
+
+
 @needs_cuda
 @pytest.mark.parametrize("algo", algos_conv())
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}x{c[6]}"
                                                            f"s{c[7][0]}d{c[9][0]}g{c[10]}")
 def test_conv2d_bitexact(algo, case):
-    N, C, H, W, O, KH, KW, stride, padding, dilation, groups = case
     g = torch.Generator().manual_seed(hash((algo, case)) & 0xFFFF_FFFF)
-    from int8compile.ops import conv2d_output_size
-    oh, ow = conv2d_output_size((H, W), (KH, KW), stride, padding, dilation)
-    failures = []
-    for mode, residual, out_dtype, act in EPI_VARIANTS:
-        x = rand_i8((N, C, H, W), g).to(DEV).contiguous(memory_format=torch.channels_last)
-        w = rand_i8((O, KH, KW, C // groups), g, -127, 127).to(DEV)
-        e = to_dev(epilogue_args(O, KH * KW * C // groups, mode, residual, out_dtype, act, g, (N, O, oh, ow)))
-        if e["residual"] is not None:
-            e["residual"] = e["residual"].contiguous(memory_format=torch.channels_last)
-        expect = ref.conv2d(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
-                            e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups)
-        out = poisoned((N, O, oh, ow), out_dtype, channels_last=True)
-        got = ck.conv2d_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
-                             e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups,
-                             algo=algo, out=out)
-        torch.cuda.synchronize()
-        if not torch.equal(got, expect):
-            diff = (got.double() - expect.double()).abs()
-            failures.append(f"{mode} res={residual} {out_dtype} {act}: {int((diff != 0).sum())} of {diff.numel()} "
-                            f"differ")
+    failures = [f for v in EPI_VARIANTS if (f := conv_mismatch(case, v, g, algo))]
     assert not failures, failures
 
 
@@ -266,30 +272,9 @@ def test_conv2d_bitexact(algo, case):
 @pytest.mark.parametrize("case", SM90_CONV_CASES, ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}s{c[7][0]}")
 def test_conv2d_sm90_every_tile(case):
     """Every wgmma conv tile config whose k-block divides C, bit-exact in two epilogue variants."""
-    N, C, H, W, O, KH, KW, stride, padding, dilation, groups = case
     g = torch.Generator().manual_seed(hash(case) & 0xFFFF_FFFF)
-    from int8compile.ops import conv2d_output_size
-    oh, ow = conv2d_output_size((H, W), (KH, KW), stride, padding, dilation)
-    failures = []
-    for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
-        if C % bk:
-            continue
-        for mode, residual, out_dtype, act in (EPI_VARIANTS[3], EPI_VARIANTS[7]):
-            x = rand_i8((N, C, H, W), g).to(DEV).contiguous(memory_format=torch.channels_last)
-            w = rand_i8((O, KH, KW, C), g, -127, 127).to(DEV)
-            e = to_dev(epilogue_args(O, KH * KW * C, mode, residual, out_dtype, act, g, (N, O, oh, ow)))
-            if e["residual"] is not None:
-                e["residual"] = e["residual"].contiguous(memory_format=torch.channels_last)
-            expect = ref.conv2d(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
-                                e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups)
-            out = poisoned((N, O, oh, ow), out_dtype, channels_last=True)
-            got = ck.conv2d_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
-                                 e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups,
-                                 algo="sm90", cfg=cfg, out=out)
-            torch.cuda.synchronize()
-            if not torch.equal(got, expect):
-                diff = (got.double() - expect.double()).abs()
-                failures.append(f"cfg {cfg} {mode} {out_dtype}: {int((diff != 0).sum())} of {diff.numel()} differ")
+    failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0
+                for v in (EPI_VARIANTS[3], EPI_VARIANTS[7]) if (f := conv_mismatch(case, v, g, "sm90", cfg))]
     assert not failures, failures
 
 
