@@ -7,7 +7,7 @@ runs do not measure L2 hits), the graph is replayed many times and the median ti
   conv: ResNet-50's 53 conv layers (23 distinct shapes) at batch 256 and 1: ours int8 (fused requant,
         int8 out) vs cuDNN fp16 channels_last (F.conv2d, cudnn.benchmark).
 Usage: python benchmarks/bench_cuda.py [--out FILE.md] [--quick] [--sweep-cfg] [--skip-gemm] [--skip-conv]
-                                      [--requant fixed|float]
+                                      [--requant fixed|float] [--batches 256,1] [--layers C:O:k:s:H,...]
 """
 from __future__ import annotations
 
@@ -180,6 +180,15 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False):
                                                        **kw)
                             for i in range(ns)], reps=15)
     r = {"ours": ours()}
+    if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the folded stem: its fold pass alone
+        xf = torch.empty(batch, ck.FOLD_CHANNELS, H, ow, dtype=torch.int8, device=DEV,
+                         memory_format=torch.channels_last)
+        r["fold pass"] = bench_graph([lambda i=i: ck.ext().fold_kw(xs[i], xf, k, s, 1, p) for i in range(ns)],
+                                     reps=15)
+        if sweep_cfg:
+            for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
+                if ck.FOLD_CHANNELS % bk == 0:
+                    r[f"sm90 cfg{cfg}"] = ours(algo="fold", cfg=cfg)
     r["mma.sync"] = ours(algo="mma64" if O <= 64 else "mma")
     if sweep_cfg and ck._im2col_unfit(xs[0], w, 1, (s, s), (p, p, p, p), (1, 1), (oh, ow)) is None:
         for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
@@ -208,6 +217,9 @@ def main():
     ap.add_argument("--skip-gemm", action="store_true")
     ap.add_argument("--requant", choices=("fixed", "float"), default="fixed",
                     help="epilogue mode of our kernels (float is the compiler's default)")
+    ap.add_argument("--batches", default="256,1", help="conv batch sizes, comma-separated")
+    ap.add_argument("--layers", default=None,
+                    help="only these conv layers, as C:O:k:s:H comma-separated (e.g. 64:256:1:1:56)")
     args = ap.parse_args()
     global REQUANT
     REQUANT = args.requant
@@ -248,10 +260,13 @@ def main():
                                 "|---|---|" + "---|" * len(header) + "---|"]
         lines.append("")
     if not args.skip_conv:
-        for batch in (256, 1):
+        wanted = set(args.layers.split(",")) if args.layers else None
+        for batch in (int(b) for b in args.batches.split(",")):
             rows, cols = [], []
             tot_o = tot_c = 0.0
             for (C, O, k, st, p, H, cnt) in RESNET50:
+                if wanted and f"{C}:{O}:{k}:{st}:{H}" not in wanted:
+                    continue
                 r, ops = conv_layer(batch, C, O, k, st, p, H, sweep_cfg=args.sweep_cfg)
                 cols = list(dict.fromkeys(cols + [c for c in r if c not in ("ours", "cuDNN fp16")]))
                 tot_o += cnt * r["ours"]
@@ -268,7 +283,7 @@ def main():
                              f"{r['cuDNN fp16'] * 1e6:.1f} | {r['cuDNN fp16'] / r['ours']:.2f} | "
                              f"{ops / r['ours'] / 1e12:.0f} | "
                              + " | ".join(f"{r[c] * 1e6:.1f}" if c in r else "" for c in cols) + " |")
-            lines.append(f"| **sum** | | | | | 53 | **{tot_o * 1e6:.0f}** | **{tot_c * 1e6:.0f}** | "
+            lines.append(f"| **sum** | | | | | {sum(r[0][5] for r in rows)} | **{tot_o * 1e6:.0f}** | **{tot_c * 1e6:.0f}** | "
                          f"**{tot_c / tot_o:.2f}** | |" + " |" * len(cols))
             lines.append("")
             summary.append(f"ResNet-50 conv sum batch {batch}: ours {tot_o * 1e3:.3f} ms, cuDNN fp16 "

@@ -122,25 +122,46 @@ static void quant_t(const T* x, int8_t* q, long long n, int layout, int N, int C
 // Fold the filter columns of a conv with few input channels into channels (the RGB stem):
 // y[n, h, ow, kw * C + c] = x[n, h, ow * sw + kw * dw - pl, c] (0 outside the image, and for
 // kw * C + c >= KW * C up to Cp). A KH x KW conv on x is then a KH x 1 conv on y with Cp channels,
-// which the wgmma im2col kernel takes. One thread per 4 output bytes.
-__global__ void fold_kw(const int8_t* __restrict__ x, int8_t* __restrict__ y, int N, int H, int W, int C, int OW,
-                        int KW, int sw, int dw, int pl, int Cp) {
-  const long long total4 = (long long)N * H * OW * (Cp / 4);
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total4;
-       i += (long long)gridDim.x * blockDim.x) {
-    int j0 = (int)(i % (Cp / 4)) * 4;
-    long long pix = i / (Cp / 4);  // (n, h, ow)
-    int ow = (int)(pix % OW);
-    long long nh = pix / OW;       // n * H + h
-    uint32_t word = 0;
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      int j = j0 + e;
-      int kw = j / C, c = j - kw * C;
-      int wx = ow * sw + kw * dw - pl;
-      if (kw < KW && wx >= 0 && wx < W) word |= (uint32_t)(uint8_t)x[(nh * W + wx) * C + c] << (8 * e);
+// which the wgmma im2col kernel takes.
+// One block per input row (n, h) at a time: the row, zero-padded to the window range
+// [-pl, (OW-1)*sw + (KW-1)*dw - pl], is staged in shared memory, then every 16-byte chunk of the folded
+// pixels gathers its bytes through a per-channel offset table (j -> kw*dw*C + c, or a zero byte for
+// j >= KW*C): no divisions in the inner loop, 16-byte stores.
+__global__ void fold_kw(const int8_t* __restrict__ x, int8_t* __restrict__ y, int rows, int W, int C, int OW,
+                        int KW, int sw, int dw, int pl, int Cp, int span) {
+  extern __shared__ int8_t sm[];
+  int16_t* off = reinterpret_cast<int16_t*>(sm);          // [Cp]
+  int8_t* srow = sm + 2 * Cp;                              // [span]
+  for (int j = threadIdx.x; j < Cp; j += blockDim.x) {
+    int kw = j / C;
+    off[j] = (int16_t)(kw < KW ? kw * dw * C + (j - kw * C) : span);  // span: a zero byte
+  }
+  const int chunks = OW * (Cp / 16);
+  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+    __syncthreads();  // the previous row's gathers are done (and the table is built)
+    const int8_t* xr = x + (long long)r * W * C;
+    for (int i = threadIdx.x; i < span; i += blockDim.x) {
+      int src = i - pl * C;
+      srow[i] = (src >= 0 && src < W * C) ? xr[src] : (int8_t)0;
     }
-    reinterpret_cast<uint32_t*>(y)[i] = word;
+    __syncthreads();
+    int4* yr = reinterpret_cast<int4*>(y + (long long)r * OW * Cp);
+    for (int q = threadIdx.x; q < chunks; q += blockDim.x) {
+      int ow = q / (Cp / 16), j0 = (q - ow * (Cp / 16)) * 16;
+      const int8_t* base = srow + ow * sw * C;
+      uint32_t w4[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        uint32_t v = 0;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          int o = off[j0 + 4 * k + e];
+          v |= (o == span ? 0u : (uint32_t)(uint8_t)base[o]) << (8 * e);
+        }
+        w4[k] = v;
+      }
+      yr[q] = make_int4((int)w4[0], (int)w4[1], (int)w4[2], (int)w4[3]);
+    }
   }
 }
 
@@ -148,11 +169,15 @@ __global__ void fold_kw(const int8_t* __restrict__ x, int8_t* __restrict__ y, in
 
 const char* fold_kw(const int8_t* x, int8_t* y, int N, int H, int W, int C, int OW, int KW, int sw, int dw, int pl,
                     int Cp, cudaStream_t stream) {
-  if (Cp % 4 || Cp < KW * C) return "fold_kw: Cp must be a multiple of 4 and >= KW * C";
-  long long total4 = (long long)N * H * OW * (Cp / 4);
-  if (total4 == 0) return nullptr;
-  int blocks = (int)std::min<long long>((total4 + 255) / 256, 132LL * 16);
-  qk::fold_kw<<<blocks, 256, 0, stream>>>(x, y, N, H, W, C, OW, KW, sw, dw, pl, Cp);
+  if (Cp % 16 || Cp < KW * C) return "fold_kw: Cp must be a multiple of 16 and >= KW * C";
+  if ((uintptr_t)y % 16) return "fold_kw: output must be 16-byte aligned";
+  const long long span = ((long long)(OW - 1) * sw + (long long)(KW - 1) * dw + 1) * C;  // staged row bytes
+  const size_t smem = 2 * Cp + span + 1;
+  if (span + 1 > 32767 || smem > 48 * 1024) return "fold_kw: input row too wide to stage in shared memory";
+  const int rows = N * H;
+  if (rows == 0 || OW == 0) return nullptr;
+  const int blocks = std::min(rows, 132 * 8);
+  qk::fold_kw<<<blocks, 128, smem, stream>>>(x, y, rows, W, C, OW, KW, sw, dw, pl, Cp, (int)span);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }

@@ -35,7 +35,7 @@ TARGET_DP4A = "cuda_dp4a"
 PRIORITY = 20           # above cpu targets; reference is 0
 PRIORITY_DP4A = 5       # only picked when the tensor-core kernels decline (or asked for by name)
 K_LIMIT = 132_104       # int32 accumulation bound (docs/numerics.md section 3)
-SOURCES = ("cuda/binding.cpp", "cuda/gemm_sm90.cu", "cuda/igemm.cu", "cuda/quant.cu")
+SOURCES = ("cuda/binding.cpp", "cuda/gemm_sm90.cu", "cuda/conv_sm90.cu", "cuda/igemm.cu", "cuda/quant.cu")
 FLOAT_OUT = (torch.float32, torch.float16, torch.bfloat16)
 OUT_DTYPES = (torch.int8,) + FLOAT_OUT
 
@@ -251,12 +251,14 @@ def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
     return cfg, splits
 
 
-# wgmma conv tiles (conv_sm90 in gemm_sm90.cu): cfg -> (BM, BN, BK); 7 and 8 run two CTAs per SM
+# wgmma conv tiles (conv_sm90 in conv_sm90.cu): cfg -> (BM, BN, BK); 7 and up run several CTAs per SM
 SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: (128, 64, 64),
                    4: (128, 256, 128), 5: (64, 128, 64), 6: (128, 64, 32), 7: (128, 64, 64),
-                   8: (128, 64, 128)}
+                   8: (128, 64, 128), 10: (64, 64, 128), 11: (64, 128, 64),
+                   12: (64, 64, 32)}
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
+FOLD_MAX_ROW_BYTES = 32000  # fold_kw stages one input row's window range in shared memory
 
 
 def sm90_conv_config(M: int, O: int, C: int, sms: int = 132) -> int:
@@ -405,11 +407,12 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
             else:
                 algo = "dp4a"
     fold = (groups == 1 and 1 < KW and KW * C <= FOLD_CHANNELS and xc.data_ptr() % 16 == 0
+            and ((ow - 1) * stride[1] + (KW - 1) * dilation[1] + 1) * C <= FOLD_MAX_ROW_BYTES
             and torch.cuda.get_device_capability(dev) == (9, 0))
     if algo == "fold" or (auto_pad and _algo() == "auto" and fold and Nb * oh * ow >= FOLD_MIN_ROWS):
         if fold:
             return _conv2d_folded(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
-                                  stride, padding, dilation, out)
+                                  stride, padding, dilation, out, cfg)
         algo = "mma"
     if algo == "sm90" and not (im2col and torch.cuda.get_device_capability(dev) == (9, 0)):
         algo = "mma"
@@ -437,7 +440,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
 
 
 def _conv2d_folded(x: Tensor, w: Tensor, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
-                   stride, padding, dilation, out: Tensor) -> Tensor:
+                   stride, padding, dilation, out: Tensor, cfg: Optional[int] = None) -> Tensor:
     """A conv with KW * C <= 32 (the RGB stem) as a KH x 1 conv over its filter columns folded into
     channels: y[n, h, ow, kw * C + c] = x[n, h, ow * sw + kw * dw - pl, c]. Same sums, so bit-exact;
     the folded input is 32 / (C * sw) times the input (2.7x for a 7x7 stride-2 RGB stem)."""
@@ -450,7 +453,8 @@ def _conv2d_folded(x: Tensor, w: Tensor, bias, scale, mult, shift, res, res_mult
     wf = torch.zeros((O, KH, 1, FOLD_CHANNELS), dtype=torch.int8, device=x.device)
     wf[:, :, 0, :KW * C] = w.reshape(O, KH, KW * C)
     return conv2d_impl(xf, wf, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
-                       (stride[0], 1), (padding[0], padding[1], 0, 0), (dilation[0], 1), 1, algo="sm90", out=out)
+                       (stride[0], 1), (padding[0], padding[1], 0, 0), (dilation[0], 1), 1, algo="sm90", out=out,
+                       cfg=cfg)
 
 
 @register("linear", TARGET, priority=PRIORITY, check=check_linear, device="cuda")

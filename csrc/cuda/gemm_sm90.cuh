@@ -1,0 +1,552 @@
+// Hopper (sm_90a) int8 GEMM for linear, y[M,N] = epilogue(x[M,K] . w[N,K]^T), and implicit-GEMM conv2d.
+// Persistent, warp-specialised: warpgroup 0 is the TMA producer (one thread issues
+// cp.async.bulk.tensor into a STAGES-deep ring of swizzled tiles, completing on mbarriers),
+// warpgroups 1..BM/64 are consumers, each issuing wgmma.m64nBNk32 s32.s8.s8 on a 64-row slice and
+// running the fused requant epilogue from registers. K tails, M and N edges are zero-filled by TMA.
+// Linear requires K % 16 == 0 (TMA row stride) and 16-byte aligned x / w.
+// Conv (CONV = true): the A tile of k-block (tap r,s; channels c0..c0+BK) is one TMA im2col load:
+// BM output pixels walked in (n, oh, ow) order with the conv stride, shifted by the tap offset,
+// padding zero-filled by the TMA unit; no im2col matrix exists anywhere. Weights [O, KH*KW*Cg] are the
+// plain B operand. Needs groups == 1 and C % BK == 0 so a k-block never straddles two taps.
+#pragma once
+#include "common.cuh"
+#include "wgmma_s8.cuh"
+#include "launch.h"
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cstdio>
+#include <mutex>
+
+namespace i8c {
+namespace sm90 {
+
+// BK: bytes of K per stage = one swizzle row (128, 64 or 32 bytes, swizzled to match).
+
+// Conv geometry for the im2col producer (CONV = true).
+struct ConvGeom {
+  int OH, OW, sh, sw, pt, pl, dh, dw, KW, cblocks;  // cblocks = C / BK (k-blocks per filter tap)
+  int plain;  // 1x1, stride 1, no padding: A is the plain [M, C] matrix, loaded by tiled TMA
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define I8C_SM90 1
+#endif
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+#ifdef I8C_SM90
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count));
+#endif
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+#ifdef I8C_SM90
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+#ifdef I8C_SM90
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
+#ifdef I8C_SM90
+  asm volatile(
+      "{\n.reg .pred P1;\nWAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+      "@!P1 bra WAIT_%=;\n}\n" ::"r"(smem_u32(bar)),
+      "r"(parity)
+      : "memory");
+#endif
+}
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, uint64_t* bar, int c0,
+                                            int c1) {
+#ifdef I8C_SM90
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], "
+      "[%4];" ::"r"(smem_u32(dst)),
+      "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(smem_u32(bar))
+      : "memory");
+#endif
+}
+// im2col load: {c, w, h, n} is the first pixel's window origin, {ow_off, oh_off} the filter tap.
+__device__ __forceinline__ void tma_load_im2col(void* dst, const CUtensorMap* map, uint64_t* bar, int c, int w,
+                                                int h, int n, uint16_t off_w, uint16_t off_h) {
+#ifdef I8C_SM90
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, "
+      "%4, %5}], [%6], {%7, %8};" ::"r"(smem_u32(dst)),
+      "l"((uint64_t)map), "r"(c), "r"(w), "r"(h), "r"(n), "r"(smem_u32(bar)), "h"(off_w), "h"(off_h)
+      : "memory");
+#endif
+}
+// wgmma shared-memory descriptor of a K-major tile whose rows are one BK-byte swizzle atom.
+template <int BK>
+__device__ __forceinline__ uint64_t desc_sw(const void* p) {
+  static_assert(BK == 128 || BK == 64 || BK == 32, "BK must be 32, 64 or 128");
+  uint64_t a = smem_u32(p);
+  uint64_t d = 0;
+  d |= (a & 0x3FFFF) >> 4;
+  d |= (uint64_t)1 << 16;                  // LBO (unused for swizzled K-major)
+  d |= (uint64_t)((8 * BK) >> 4) << 32;    // SBO: 8 rows x BK bytes
+  d |= (uint64_t)(BK == 128 ? 1 : (BK == 64 ? 2 : 3)) << 62;  // 128 / 64 / 32-byte swizzle
+  return d;
+}
+__device__ __forceinline__ void wg_fence() {
+#ifdef I8C_SM90
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_commit() {
+#ifdef I8C_SM90
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+#ifdef I8C_SM90
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+#endif
+}
+// Named barrier over `bar_id`'s 128 threads that also ANDs a predicate across them.
+__device__ __forceinline__ bool bar_and(int bar_id, bool v) {
+  int r = 1;
+#ifdef I8C_SM90
+  asm volatile(
+      "{\n.reg .pred p, q;\nsetp.ne.s32 q, %1, 0;\nbar.red.and.pred p, %2, 128, q;\nselp.s32 %0, 1, 0, p;\n}\n"
+      : "=r"(r)
+      : "r"((int)v), "r"(bar_id)
+      : "memory");
+#endif
+  return r != 0;
+}
+template <int R>
+__device__ __forceinline__ void setmaxnreg_inc() {
+#ifdef I8C_SM90
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(R));
+#endif
+}
+template <int R>
+__device__ __forceinline__ void setmaxnreg_dec() {
+#ifdef I8C_SM90
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(R));
+#endif
+}
+
+template <int BM, int BN, int BK, int STAGES>
+struct Smem {
+  int8_t A[STAGES][BM * BK];
+  int8_t B[STAGES][BN * BK];
+  uint64_t full[STAGES];
+  uint64_t empty[STAGES];
+  int last[4];
+  int turn;  // ping-pong: index of the unit whose main loop may run next
+  alignas(16) int32_t ep[2][10 * BN];  // per consumer: the tile's channel parameters (chan_store layout)
+};
+
+// int8 output tiles are staged in shared memory and written with 16-byte stores when they fit.
+template <int BM, int BN, int BK, int STAGES, bool PP>
+struct OutStage {
+  static constexpr int OSTRIDE = BN + 16;  // padded rows: conflict-free char2 writes
+  static constexpr int ROWS = PP ? BM : 64;
+  static constexpr size_t BYTES = (PP ? 2 : BM / 64) * ROWS * OSTRIDE;
+  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES>) + 127) & ~(size_t)127;
+  static constexpr bool ON = OFFSET + BYTES + 1024 <= 227 * 1024;
+};
+
+// Tile t -> (tm, tn). fixed_n (the grid is a multiple of num_n): column-fastest order, so a CTA's
+// tiles u, u + gridDim.x, ... all share one column block tn = u % num_n (its channel parameters are
+// staged once) and the num_n tiles of a row block run side by side (A read once from DRAM).
+// Otherwise groups of 8 row blocks sweep the columns (L2 reuse of B for large GEMMs).
+__device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, bool fixed_n, int& tm, int& tn) {
+  if (fixed_n) {
+    tm = t / num_n;
+    tn = t - tm * num_n;
+    return;
+  }
+  constexpr int GROUP_M = 8;
+  int per_group = GROUP_M * num_n;
+  int g = t / per_group;
+  int first_m = g * GROUP_M;
+  int gsz = min(num_m - first_m, GROUP_M);
+  int r = t - g * per_group;
+  tm = first_m + r % gsz;
+  tn = r / gsz;
+}
+
+// The fast epilogue into a staged int8 tile: no validity checks (rows >= M and channels >= N are
+// computed but never copied out; only residual reads are guarded), one 16-byte channel record per
+// two outputs, two int8 per 16-bit shared store.
+template <int BN, int MODE, bool RES>
+__device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d, int r0, int lr, int n0, int M,
+                                           int N, const int32_t* ep, int8_t* otile) {
+  constexpr int OS = BN + 16;
+  const int4* rec = reinterpret_cast<const int4*>(ep + 6 * BN);
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    const int cl = 8 * j + 2 * (lane & 3);
+    const int4 q0 = rec[cl], q1 = rec[cl + 1];
+    const int rm0 = RES ? ep[3 * BN + cl] : 0, rm1 = RES ? ep[3 * BN + cl + 1] : 0;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      int res0 = 0, res1 = 0;
+      if constexpr (RES) {
+        const int r = r0 + 8 * h, c = n0 + cl;
+        const int8_t* rp = p.residual + (long long)r * p.ldo + c;
+        res0 = (r < M && c < N) ? rp[0] : 0;
+        res1 = (r < M && c + 1 < N) ? rp[1] : 0;
+      }
+      const int y0 = fast_i8<MODE, RES>(p, q0, d[4 * j + 2 * h], res0, rm0);
+      const int y1 = fast_i8<MODE, RES>(p, q1, d[4 * j + 2 * h + 1], res1, rm1);
+      *reinterpret_cast<uint16_t*>(otile + (lr + 8 * h) * OS + cl) = (uint16_t)__byte_perm(y0, y1, 0x0040);
+    }
+  }
+}
+
+// One 64-row block's epilogue. STAGED: int8 results go through otile (this block's staging tile) and
+// leave with 16-byte stores; brow0: its first global row.
+template <int BN, int MODE, bool RES, bool FAST, bool STAGED>
+__device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
+                                         int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id) {
+  int lane = threadIdx.x & 31;
+  int r0 = row0 + (lane >> 2);
+  bool ok0 = r0 < M, ok1 = (r0 + 8) < M;
+  if constexpr (MODE != FLOAT_OUT && STAGED) {
+    constexpr int OS = BN + 16;
+    int lr = r0 - brow0;
+    if constexpr (FAST) {
+      stage_fast<BN, MODE, RES>(p, d, r0, lr, n0, M, N, ep, otile);
+    } else {
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        int cl = 8 * j + 2 * (lane & 3);
+        int c = n0 + cl;
+        bool v0 = c < N, v1 = (c + 1) < N;
+        ChanP q0 = chan_from(ep, BN, cl), q1 = chan_from(ep, BN, cl + 1);
+        *reinterpret_cast<char2*>(otile + lr * OS + cl) =
+            epi_pair_i8<MODE, RES, false>(p, r0, c, d[4 * j + 0], d[4 * j + 1], v0 && ok0, v1 && ok0, q0, q1);
+        *reinterpret_cast<char2*>(otile + (lr + 8) * OS + cl) =
+            epi_pair_i8<MODE, RES, false>(p, r0 + 8, c, d[4 * j + 2], d[4 * j + 3], v0 && ok1, v1 && ok1, q0, q1);
+      }
+    }
+    asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+    copy_out_i8(p, otile, OS, 64, BN, brow0, n0, M, N, threadIdx.x & 127, 128);
+    asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+  } else {
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      int cl = 8 * j + 2 * (lane & 3);
+      int c = n0 + cl;
+      bool v0 = c < N, v1 = (c + 1) < N;
+      ChanP q0 = FAST ? chan_from_fast(ep, BN, cl) : chan_from(ep, BN, cl);
+      ChanP q1 = FAST ? chan_from_fast(ep, BN, cl + 1) : chan_from(ep, BN, cl + 1);
+      if (ok0) epi_store2q<MODE, RES, FAST>(p, r0, c, d[4 * j + 0], d[4 * j + 1], v0, v1, q0, q1);
+      if (ok1) epi_store2q<MODE, RES, FAST>(p, r0 + 8, c, d[4 * j + 2], d[4 * j + 3], v0, v1, q0, q1);
+    }
+  }
+}
+
+// Split-K: add this slice's partial sums into the int32 workspace (exact, order-free); returns
+// true in the warpgroup that arrives last for the slice, which then holds the full sums in d and has
+// reset its workspace slice and counter to zero (so the workspace stays zeroed between calls).
+template <int BN>
+__device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt, int* last_flag, int slot,
+                                              int splits, int row0, int n0, int M, int N, int bar_id) {
+  int lane = threadIdx.x & 31, tid = threadIdx.x & 127;
+  int r0 = row0 + (lane >> 2);
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    int c = n0 + 8 * j + 2 * (lane & 3);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      int r = r0 + 8 * h;
+      if (r < M) {
+        if (c < N) atomicAdd(ws + (long long)r * N + c, d[4 * j + 2 * h]);
+        if (c + 1 < N) atomicAdd(ws + (long long)r * N + c + 1, d[4 * j + 2 * h + 1]);
+      }
+    }
+  }
+  __threadfence();
+  asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+  if (tid == 0) *last_flag = (atomicAdd(cnt + slot, 1) == splits - 1);
+  asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+  bool last = *last_flag;
+  if (last) {
+    __threadfence();
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      int c = n0 + 8 * j + 2 * (lane & 3);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        int r = r0 + 8 * h;
+        if (r < M) {
+          int32_t* q = ws + (long long)r * N + c;
+          if (c < N) { d[4 * j + 2 * h] = __ldcg(q); __stcg(q, 0); }
+          if (c + 1 < N) { d[4 * j + 2 * h + 1] = __ldcg(q + 1); __stcg(q + 1, 0); }
+        }
+      }
+    }
+    if (tid == 0) cnt[slot] = 0;
+  }
+  asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+  return last;
+}
+
+// PP = ping-pong: the two consumer warpgroups take alternate BM x BN tiles (each issues BM/64 wgmma per
+// k-step), so one's epilogue overlaps the other's main loop. Otherwise the consumers split a tile's rows.
+// CPS: CTAs per SM (2: two co-resident CTAs, one's epilogue overlapping the other's main loop).
+// Threads per CTA: the consumer warpgroups plus the producer, a whole warpgroup at one CTA per SM (it
+// hands its registers to the consumers with setmaxnreg) or a single warp after the consumers at two
+// CTAs per SM (fewer threads, so more registers each within the SM's file).
+template <int BM, bool PP, int CPS>
+constexpr int cta_threads() { return (PP ? 2 : BM / 64) * 128 + (CPS == 1 ? 128 : 32); }
+
+template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV>
+__global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
+    gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,
+                int N, int K, EpiParams p, int splits, int32_t* ws, int* cnt, ConvGeom g, bool fixed_n) {
+#ifdef I8C_SM90
+  constexpr int NCONS = PP ? 2 : BM / 64;
+  constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP>;
+  extern __shared__ uint8_t smem_raw[];
+  // 1024-byte aligned (128-byte swizzle atoms) by pointer arithmetic on the shared array, not an integer
+  // round trip, so the compiler still knows every pointer below is shared (LDS / STS, not generic LD / ST)
+  uint8_t* base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
+  auto& s = *reinterpret_cast<Smem<BM, BN, BK, STAGES>*>(base);
+
+  const int num_m = (M + BM - 1) / BM, num_n = (N + BN - 1) / BN;
+  const int tiles = num_m * num_n;
+  const int units = tiles * splits;
+  const int ktiles = (K + BK - 1) / BK;
+  const int kps = (ktiles + splits - 1) / splits;
+  const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+  constexpr int PRODUCER = CPS == 1 ? 0 : NCONS;  // the producer's warpgroup index
+
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < STAGES; ++i) {
+      mbar_init(&s.full[i], 1);
+      mbar_init(&s.empty[i], PP ? 1 : NCONS);
+    }
+    s.turn = 0;
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == PRODUCER) {
+    if constexpr (NCONS >= 2 && CPS == 1) setmaxnreg_dec<40>();
+    if (tid == 0) {
+      int it = 0;
+      for (int u = blockIdx.x; u < units; u += gridDim.x) {
+        int t = u / splits, sp = u - t * splits;
+        int kb = sp * kps, ke = min(ktiles, kb + kps);
+        int tm, tn;
+        tile_coords(t, num_m, num_n, fixed_n, tm, tn);
+        int img = 0, h0 = 0, w0 = 0;  // conv: window origin of the tile's first output pixel
+        if constexpr (CONV) {
+          int m0 = tm * BM, plane = g.OH * g.OW;
+          img = m0 / plane;
+          int oh = (m0 - img * plane) / g.OW, ow = m0 - img * plane - oh * g.OW;
+          h0 = oh * g.sh - g.pt;
+          w0 = ow * g.sw - g.pl;
+        }
+        for (int kt = kb; kt < ke; ++kt, ++it) {
+          int st = it % STAGES, ph = (it / STAGES) & 1;
+          mbar_wait(&s.empty[st], ph ^ 1);
+          mbar_expect_tx(&s.full[st], (BM + BN) * BK);
+          if (CONV && !g.plain) {
+            int tap = kt / g.cblocks, cb = kt - tap * g.cblocks;
+            int r = tap / g.KW, q = tap - r * g.KW;
+            tma_load_im2col(s.A[st], &tmA, &s.full[st], cb * BK, w0, h0, img, (uint16_t)(q * g.dw),
+                            (uint16_t)(r * g.dh));
+          } else {
+            tma_load_2d(s.A[st], &tmA, &s.full[st], kt * BK, tm * BM);
+          }
+          tma_load_2d(s.B[st], &tmB, &s.full[st], kt * BK, tn * BN);
+        }
+      }
+    }
+  } else {
+    if constexpr (NCONS >= 2 && CPS == 1) setmaxnreg_inc<232>();
+    const int c = CPS == 1 ? wg - 1 : wg;
+    int it = 0, j = 0;
+    int32_t d[WGM * BN / 2];
+    constexpr int PER = (BN + 127) / 128;  // channels per thread in chan_load
+    // fixed_n: this CTA's one column block; its channel parameters are staged once, here
+    bool fast = false;
+    if (fixed_n) {
+      const auto chan = chan_load<PER>(p, (blockIdx.x % num_n) * BN, BN, N, tid, 128);
+      fast = bar_and(1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
+    }
+    for (int u = blockIdx.x; u < units; u += gridDim.x, ++j) {
+      int t = u / splits, sp = u - t * splits;
+      int kb = sp * kps, ke = min(ktiles, kb + kps);
+      if (PP && (j & 1) != c) {  // the other consumer's unit: skip its stages
+        it += max(ke - kb, 0);
+        continue;
+      }
+      int tm, tn;
+      tile_coords(t, num_m, num_n, fixed_n, tm, tn);
+      const int n0 = tn * BN;
+      ChanRegs<PER> chan;  // otherwise per tile: loaded now, the latency hidden behind the main loop
+      if (!fixed_n) chan = chan_load<PER>(p, n0, BN, N, tid, 128);
+#pragma unroll
+      for (int i = 0; i < WGM * BN / 2; ++i) d[i] = 0;
+      // Ping-pong order: a consumer waits on its unit's stages only after the other consumer has
+      // waited on all of its previous unit's stages, so no mbarrier is waited on more than one phase
+      // ahead (parity waits cannot tell phase n from n + 2).
+      if (PP) {
+        while (*(volatile int*)&s.turn != j) {
+        }
+      }
+      int prev = -1;
+      for (int kt = kb; kt < ke; ++kt, ++it) {
+        int st = it % STAGES, ph = (it / STAGES) & 1;
+        mbar_wait(&s.full[st], ph);
+        wg_fence();
+        const int8_t* b = s.B[st];
+#pragma unroll
+        for (int kk = 0; kk < BK / 32; ++kk)
+#pragma unroll
+          for (int mb = 0; mb < WGM; ++mb) {
+            const int8_t* a = s.A[st] + (PP ? mb : c) * 64 * BK;
+            wgmma_s8<BN>(d + mb * (BN / 2), desc_sw<BK>(a + kk * 32), desc_sw<BK>(b + kk * 32),
+                         (kt > kb || kk > 0) ? 1 : 0);
+          }
+        wg_commit();
+        wg_wait<1>();
+        if (prev >= 0 && tid == 0) mbar_arrive(&s.empty[prev]);
+        prev = st;
+      }
+      if (PP) {
+        asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");
+        if (tid == 0) {
+          __threadfence_block();
+          *(volatile int*)&s.turn = j + 1;
+        }
+      }
+      wg_wait<0>();
+      if (prev >= 0 && tid == 0) mbar_arrive(&s.empty[prev]);
+      if (!fixed_n) {
+        asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");  // last epilogue done with ep[c]
+        // stage the tile's channel parameters; the fast epilogue runs when all of them allow it
+        fast = bar_and(1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
+      }
+#pragma unroll
+      for (int mb = 0; mb < WGM; ++mb) {
+        const int row0 = tm * BM + (PP ? mb : c) * 64 + (tid / 32) * 16;
+        int32_t* dm = d + mb * (BN / 2);
+        if (splits > 1) {
+          int slot = PP ? t * WGM + mb : t * NCONS + c;
+          if (!splitk_reduce<BN>(dm, ws, cnt, &s.last[c], slot, splits, row0, n0, M, N, 1 + c)) continue;
+        }
+        int8_t* otile = nullptr;
+        if constexpr (OS_::ON)
+          otile = reinterpret_cast<int8_t*>(base + OS_::OFFSET) +
+                  (size_t)(c * OS_::ROWS + mb * 64) * OS_::OSTRIDE;
+        const int brow0 = tm * BM + (PP ? mb : c) * 64;
+#define I8C_SM90_EPI(MODE_, RES_)                                                              \
+  if (fast) epilogue<BN, MODE_, RES_, true, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c); \
+  else epilogue<BN, MODE_, RES_, false, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c)
+        I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
+#undef I8C_SM90_EPI
+      }
+    }
+  }
+#endif
+}
+
+template <typename Fn>
+static Fn driver_entry(const char* name) {
+  void* ptr = nullptr;
+  cudaDriverEntryPointQueryResult q;
+  if (cudaGetDriverEntryPointByVersion(name, &ptr, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+      q == cudaDriverEntryPointSuccess)
+    return reinterpret_cast<Fn>(ptr);
+  return nullptr;
+}
+
+static CUtensorMapSwizzle swizzle_of(int bk) {
+  return bk == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : (bk == 64 ? CU_TENSOR_MAP_SWIZZLE_64B : CU_TENSOR_MAP_SWIZZLE_32B);
+}
+
+// [rows, K] row-major int8, boxes of box_rows x bk bytes.
+static const char* make_map(CUtensorMap* map, const void* ptr, int rows, int K, int box_rows, int bk) {
+  static auto enc = driver_entry<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled");
+  if (!enc) return "cuTensorMapEncodeTiled unavailable";
+  cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
+  cuuint64_t strides[1] = {(cuuint64_t)K};
+  cuuint32_t box[2] = {(cuuint32_t)bk, (cuuint32_t)box_rows};
+  cuuint32_t estr[2] = {1, 1};
+  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(ptr), dims, strides, box, estr,
+                   CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of(bk), CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled failed";
+}
+
+// NHWC int8 input as an im2col map: each load yields box_rows output pixels x bk channels. The pixel
+// window spans the first to the last window origin, (O-1) * stride + 1 positions per spatial dim.
+static const char* make_im2col_map(CUtensorMap* map, const void* x, const ConvShape& s, int box_rows, int bk) {
+  static auto enc = driver_entry<PFN_cuTensorMapEncodeIm2col_v12000>("cuTensorMapEncodeIm2col");
+  if (!enc) return "cuTensorMapEncodeIm2col unavailable";
+  cuuint64_t dims[4] = {(cuuint64_t)s.C, (cuuint64_t)s.W, (cuuint64_t)s.H, (cuuint64_t)s.N};
+  cuuint64_t strides[3] = {(cuuint64_t)s.C, (cuuint64_t)s.W * s.C, (cuuint64_t)s.H * s.W * s.C};
+  int lower[2] = {-s.pl, -s.pt};
+  int upper[2] = {(s.OW - 1) * s.sw - s.pl - (s.W - 1), (s.OH - 1) * s.sh - s.pt - (s.H - 1)};
+  cuuint32_t estr[4] = {1, (cuuint32_t)s.sw, (cuuint32_t)s.sh, 1};
+  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, const_cast<void*>(x), dims, strides, lower, upper,
+                   (cuuint32_t)bk, (cuuint32_t)box_rows, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of(bk),
+                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeIm2col failed";
+}
+
+// Launch one instantiation. conv == nullptr: linear (A = x [M, K]); else A is the im2col view of x.
+template <int BM, int BN, int BK, int STAGES, bool PP, int CPS = 1, bool CONV = false>
+static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
+                          int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream,
+                          const ConvShape* conv = nullptr) {
+  CUtensorMap ma, mb;
+  ConvGeom g{};
+  if constexpr (CONV) {
+    const ConvShape& c = *conv;
+    const bool plain = c.KH == 1 && c.KW == 1 && c.sh == 1 && c.sw == 1 && c.pt == 0 && c.pl == 0 &&
+                       c.OH == c.H && c.OW == c.W;
+    if (const char* e = plain ? make_map(&ma, A, M, c.C, BM, BK) : make_im2col_map(&ma, A, c, BM, BK)) return e;
+    g = ConvGeom{c.OH, c.OW, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw, c.KW, c.C / BK, plain};
+  } else {
+    if (const char* e = make_map(&ma, A, M, K, BM, BK)) return e;
+  }
+  if (const char* e = make_map(&mb, B, N, K, BN, BK)) return e;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP>;
+  size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES>)) + 1024;
+  auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV>;
+  static bool attr_set = false;  // per instantiation
+  if (!attr_set) {
+    if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+      return "cudaFuncSetAttribute failed";
+    attr_set = true;
+  }
+  if (splits < 1) splits = 1;
+  if (splits > 1 && (!ws || !cnt)) return "split-K needs a workspace";
+  const int num_n = (N + BN - 1) / BN;
+  int units = ((M + BM - 1) / BM) * num_n * splits;
+  int grid = units < num_sms * CPS ? units : num_sms * CPS;
+  if (max_ctas > 0 && grid > max_ctas) grid = max_ctas;
+  // Column-fastest order with one column block per CTA (see tile_coords) when a multiple of num_n
+  // CTAs fills >= 96% of the grid: few column blocks, so B stays in L2 in this order anyway.
+  const int grid_n = grid / num_n * num_n;
+  const bool fixed_n = splits == 1 && num_n <= 16 && grid_n * 100 >= grid * 96;
+  if (fixed_n) grid = grid_n;
+  int threads = cta_threads<BM, PP, CPS>();
+  kern<<<grid, threads, smem, stream>>>(ma, mb, M, N, K, p, splits, ws, cnt, g, fixed_n);
+  cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+}  // namespace sm90
+}  // namespace i8c
