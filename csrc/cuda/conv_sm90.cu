@@ -9,10 +9,11 @@ namespace i8c {
 //   4 = 128x256 BK 128 (4), 5 = 64x128 BK 64 (8), 6 = 128x64 BK 32 (12; the folded stem, C = 32);
 // several CTAs per SM, so one's epilogue overlaps the others' loads and MMAs (output-heavy, small-K layers):
 //   7 = 128x64 BK 64 (4 stages, 2 CTAs), 8 = 128x64 BK 128 (3, 2 CTAs), 10 = 64x64 BK 128 (3, 3 CTAs),
-//   11 = 64x128 BK 64 (4, 3 CTAs), 12 = 64x64 BK 32 (8, 4 CTAs; stem). (9 = 64x64 BK 64 at 4 CTAs per
+//   11 = 64x128 BK 64 (4, 3 CTAs), 12 = 64x64 BK 32 (8, 4 CTAs), 13 = 128x64 BK 32 (6, 2 CTAs) (the
+//   last two for the folded stem). (9 = 64x64 BK 64 at 4 CTAs per
 //   SM was slower everywhere measured and is gone; the numbers stay stable.)
 // (128x128 spills at two CTAs per SM.) Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
-static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32};
+static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32};
 
 const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
                       int num_sms, cudaStream_t stream) {
@@ -36,6 +37,7 @@ const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t
     case 10: return I8C_CONV(64, 64, 128, 3, 3);
     case 11: return I8C_CONV(64, 128, 64, 4, 3);
     case 12: return I8C_CONV(64, 64, 32, 8, 4);
+    case 13: return I8C_CONV(128, 64, 32, 6, 2);
     default: return "unknown conv_sm90 tile config";
   }
 #undef I8C_CONV

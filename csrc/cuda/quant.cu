@@ -176,7 +176,7 @@ const char* fold_kw(const int8_t* x, int8_t* y, int N, int H, int W, int C, int 
   if (span + 1 > 32767 || smem > 48 * 1024) return "fold_kw: input row too wide to stage in shared memory";
   const int rows = N * H;
   if (rows == 0 || OW == 0) return nullptr;
-  const int blocks = std::min(rows, 132 * 8);
+  const int blocks = std::min(rows, 132 * 16);  // 16 rows in flight per SM hide the row loads' latency
   qk::fold_kw<<<blocks, 128, smem, stream>>>(x, y, rows, W, C, OW, KW, sw, dw, pl, Cp, (int)span);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);

@@ -255,25 +255,32 @@ def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
 SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: (128, 64, 64),
                    4: (128, 256, 128), 5: (64, 128, 64), 6: (128, 64, 32), 7: (128, 64, 64),
                    8: (128, 64, 128), 10: (64, 64, 128), 11: (64, 128, 64),
-                   12: (64, 64, 32)}
+                   12: (64, 64, 32), 13: (128, 64, 32)}
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
 FOLD_MAX_ROW_BYTES = 32000  # fold_kw stages one input row's window range in shared memory
 
 
-def sm90_conv_config(M: int, O: int, C: int, sms: int = 132) -> int:
-    """Tile config of the wgmma implicit-GEMM conv, from the H100 sweep of ResNet-50's layers
-    (benchmarks/results/cuda_2026-11-25.md): 64-row tiles when 128-row ones would leave most SMs idle;
-    for C = 64 the 64-byte k-block at two CTAs per SM (cfg 7: one CTA's epilogue overlaps the other's
-    loads and MMAs, which pays on these epilogue-bound layers); O <= 64 likewise with 128-byte
-    k-blocks (cfg 8); otherwise 128x128 tiles with 128-byte k-blocks."""
+def sm90_conv_config(M: int, O: int, C: int, K: Optional[int] = None, sms: int = 132) -> int:
+    """Tile config of the wgmma implicit-GEMM conv (K = KH * KW * C, the reduction length), from the
+    H100 sweeps of ResNet-50's layers (benchmarks/results/cuda_2026-11-25*.md):
+      * C not a multiple of 64 (the folded stem, C = 32): 128x64 tiles, 32-byte k-blocks, two CTAs
+        per SM (13);
+      * 128x128 tiles would leave most SMs idle (batch 1): 128x64 tiles (2, or 7 for C = 64);
+      * short reductions into >= 128 channels (the output-heavy 1x1 expansions): 64x128 tiles at
+        three CTAs per SM (11), so epilogues overlap other CTAs' loads and MMAs;
+      * C = 64: 128x64 at two CTAs per SM, 64-byte k-blocks (7); O <= 64 likewise with 128-byte
+        k-blocks (8); otherwise 128x128 tiles with 128-byte k-blocks (0)."""
     env = os.environ.get("INT8COMPILE_SM90_CONV_CFG")
     if env is not None:
         return int(env)
+    K = C if K is None else K
     if C % 64:
-        return 6
+        return 13
     if -(-M // 128) * -(-O // 128) < sms // 2:
-        return 5
+        return 7 if C % 128 else 2
+    if K <= 256 and O >= 128:
+        return 11
     if C % 128:
         return 7
     return 8 if O <= 64 else 0
@@ -417,7 +424,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     if algo == "sm90" and not (im2col and torch.cuda.get_device_capability(dev) == (9, 0)):
         algo = "mma"
     if algo == "sm90":
-        c = sm90_conv_config(Nb * oh * ow, O, C, _num_sms(dev.index or 0)) if cfg is None else cfg
+        c = sm90_conv_config(Nb * oh * ow, O, C, KH * KW * C, _num_sms(dev.index or 0)) if cfg is None else cfg
         m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
                  groups, 4, c)
         return out
