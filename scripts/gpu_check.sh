@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # GPU check for the `cuda` kernel target: build, bit-exact tests, compute-sanitizer memcheck over a small
 # kernel test, benchmark; prints a short table last. Run from the repository root on a CUDA machine.
-#   OUT=<log dir> (default ./out/gpu_check)   STAGES="build test sanitize bench" (default all)
+#   OUT=<log dir> (default ./out/gpu_check)   STAGES="build test sanitize sm75 bench" (default all)
+#   sm75: the kernel tests again with INT8COMPILE_CUDA_EMULATE_CC=75 (the sm75 build as PTX, JIT-compiled
+#   onto this GPU: four m8n8k16 per m16n8k32 and plain loads instead of cp.async)
 #   BENCH_ARGS="..." extra arguments for benchmarks/bench_cuda.py
 set -uo pipefail
 OUT=${OUT:-$PWD/out/gpu_check}
-STAGES=${STAGES:-"build test sanitize bench"}
+STAGES=${STAGES:-"build test sanitize sm75 bench"}
 BENCH_ARGS=${BENCH_ARGS:-""}
 PY=${PY:-python3}
 mkdir -p "$OUT"
@@ -61,6 +63,12 @@ if has sanitize && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
   fi
 fi
 
+if has sm75; then
+  INT8COMPILE_CUDA_EMULATE_CC=75 timeout ${TEST_TIMEOUT:-400} $PY -m pytest -q -p no:cacheprovider tests/test_cuda_kernels.py \
+    -rf --timeout=300 2>&1 | tee "$OUT/tests_sm75.log" | tail -15
+  RESULT[sm75]=$(grep -E "passed|failed|error" "$OUT/tests_sm75.log" | tail -1)
+fi
+
 if has bench && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
   timeout ${BENCH_TIMEOUT:-480} $PY benchmarks/bench_cuda.py --out "$OUT/cuda_bench.md" $BENCH_ARGS 2>&1 | tee "$OUT/bench.log" | grep -vE '^(\||row:|conv:)' | tail -5
   RESULT[bench]="see $OUT/cuda_bench.md"
@@ -68,7 +76,7 @@ fi
 
 echo
 echo "================ gpu_check summary ================"
-for k in build test sanitize bench; do
+for k in build test sanitize sm75 bench; do
   [ -n "${RESULT[$k]:-}" ] && printf "%-9s %s\n" "$k" "${RESULT[$k]}"
 done
 if [ -f "$OUT/bench.log" ]; then sed -n '/=== summary ===/,$p' "$OUT/bench.log"; fi

@@ -27,6 +27,19 @@ def test_import_does_not_build():
     assert "ext" not in ck._state or HAS_CUDA
 
 
+def test_emulated_capability_parsing(monkeypatch):
+    monkeypatch.setenv(ck.EMULATE_ENV, "75")
+    assert ck._emulated() == (7, 5)
+    assert ck._mma_min_cc() == (7, 5)
+    assert ck._arch_flags((7, 5)) == ["-gencode=arch=compute_75,code=compute_75"]  # PTX, JIT onto the GPU
+    monkeypatch.setenv(ck.EMULATE_ENV, "7.5")
+    with pytest.raises(ValueError, match="expected a compute capability like 75"):
+        ck._emulated()
+    monkeypatch.delenv(ck.EMULATE_ENV)
+    assert ck._emulated() is None and ck._mma_min_cc() == ck.MMA_MIN_CC
+    assert ck._arch_flags((9, 0)) == ["-gencode=arch=compute_90a,code=sm_90a"]
+
+
 def test_checks_decline_with_reason():
     call = OpCall("linear", "cpu", {"x": (4, 16), "weight": (8, 16)}, {"x": torch.int8, "out": torch.int8},
                   {"mode": "float"})
@@ -95,8 +108,8 @@ def to_dev(d):
 def algos_linear():
     if not HAS_CUDA:
         return []
-    cc = torch.cuda.get_device_capability()
-    a = ["mma", "mma64", "dp4a"] if cc >= (8, 0) else ["dp4a"]
+    cc = ck._capability()  # the emulated one under INT8COMPILE_CUDA_EMULATE_CC
+    a = ["mma", "mma64", "dp4a"] if cc >= (7, 5) else ["dp4a"]
     if cc == (9, 0):
         a = ([f"sm90:{c}" for c in ck.SM90_TILES] + ["sm90:7:3", "sm90:4:2", "sm90:2:5", "sm90"]
              + ["sm90:4:1:3", "sm90:0:1:2", "sm90:2:2:3", "sm90:1:1:5", "sm90:9:1:3"]  # several tiles per CTA
@@ -155,7 +168,7 @@ def test_linear_bitexact(algo, shape):
 
 
 @needs_cuda
-@pytest.mark.skipif(HAS_CUDA and torch.cuda.get_device_capability() != (9, 0), reason="sm90 only")
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
 def test_splitk_workspace_left_zeroed():
     g = torch.Generator().manual_seed(5)
     for (M, K, N, cfg, sp) in [(33, 1024, 200, 7, 4), (100, 2048, 300, 4, 3), (5, 4096, 4096, 7, 8)]:
@@ -227,8 +240,8 @@ SM90_CONV_CASES = [c for c in CONV_CASES if c[10] == 1 and c[1] % 32 == 0]
 def algos_conv():
     if not HAS_CUDA:
         return []
-    cc = torch.cuda.get_device_capability()
-    algos = ["auto", "mma", "mma64", "dp4a"] if cc >= (8, 0) else ["auto", "dp4a"]
+    cc = ck._capability()
+    algos = ["auto", "mma", "mma64", "dp4a"] if cc >= (7, 5) else ["auto", "dp4a"]
     return algos + (["sm90", "fold"] if cc == (9, 0) else [])
 
 
@@ -269,7 +282,7 @@ def test_conv2d_bitexact(algo, case):
 
 
 @needs_cuda
-@pytest.mark.skipif(HAS_CUDA and torch.cuda.get_device_capability() != (9, 0), reason="sm90 only")
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
 @pytest.mark.parametrize("case", SM90_CONV_CASES, ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}s{c[7][0]}")
 def test_conv2d_sm90_every_tile(case):
     """Every wgmma conv tile config whose k-block divides C, bit-exact in two epilogue variants."""
@@ -368,7 +381,7 @@ def test_sanitizer_small():
             assert torch.equal(got, expect), algo
     for case in (CONV_CASES[0], CONV_CASES[3], CONV_CASES[7], CONV_CASES[9]) + tuple(SM90_CONV_CASES[-6:-1]):
         test_conv2d_bitexact("auto", case)
-    if torch.cuda.get_device_capability() == (9, 0):
+    if ck._capability() == (9, 0):
         test_conv2d_bitexact("fold", CONV_CASES[-2])   # folded stem
         test_conv2d_sm90_every_tile(SM90_CONV_CASES[0])
     test_quantize_bitexact(torch.float16, (3, 5, 7, 9), "nchw")

@@ -1,4 +1,5 @@
-// Implicit-GEMM int8 convolution / linear for sm80+ (mma.sync m16n8k32 s8, IMMA) and sm61+ (dp4a),
+// Implicit-GEMM int8 convolution / linear for sm75+ (mma.sync s8, IMMA: m16n8k32 on sm80+, four
+// m8n8k16 on sm75, where the cp.async pipeline also becomes plain loads) and sm61+ (dp4a),
 // plus a dedicated depthwise kernel. No im2col is materialised: the A-tile loader gathers NHWC input
 // rows on the fly (GEMM row m = (n, oh, ow), GEMM k = (kh, kw, c) matching the OHWI weight).
 // Linear is the 1x1 case (H = W = OH = OW = 1). Groups run on blockIdx.z.
@@ -53,6 +54,16 @@ __device__ __forceinline__ void ldsm_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2
                : "r"(smem_u32(p)));
 #endif
 }
+__device__ __forceinline__ void mma_s8_8816(int32_t& c0, int32_t& c1, uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+  asm volatile("mma.sync.aligned.m8n8k16.row.col.s32.s8.s8.s32 {%0, %1}, {%2}, {%3}, {%0, %1};"
+               : "+r"(c0), "+r"(c1)
+               : "r"(a), "r"(b));
+#endif
+}
+// c[16x8] += a[16x32] . b[32x8] in the m16n8k32 fragment layout (a: rows g / g+8 x k 0-15 / 16-31,
+// b: k 0-15 / 16-31, c: rows g / g+8). sm75 has no m16n8k32: there it is four m8n8k16, whose fragments
+// are exactly those registers (integer sums, so the same result).
 __device__ __forceinline__ void mma_s8(int32_t* c, const uint32_t* a, const uint32_t* b) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile(
@@ -60,6 +71,11 @@ __device__ __forceinline__ void mma_s8(int32_t* c, const uint32_t* a, const uint
       "{%0, %1, %2, %3};"
       : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  mma_s8_8816(c[0], c[1], a[0], b[0]);
+  mma_s8_8816(c[0], c[1], a[2], b[1]);
+  mma_s8_8816(c[2], c[3], a[1], b[0]);
+  mma_s8_8816(c[2], c[3], a[3], b[1]);
 #endif
 }
 

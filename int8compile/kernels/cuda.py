@@ -8,6 +8,9 @@ Kernels (csrc/cuda):
     (padding and stride done by the TMA unit); groups == 1, C % 64 == 0 (`_im2col_unfit` says why not).
   * linear / conv2d, sm80+: implicit-GEMM on mma.sync m16n8k32 (igemm.cu), 128x128 tiles, 64x64 tiles for
     small M; any K (tails are zero-filled, 16-byte cp.async when Cg % 16 == 0, byte gathers otherwise).
+    The same kernel built for sm75 runs four m8n8k16 per m16n8k32 with plain loads instead of cp.async;
+    it is verified by emulation (INT8COMPILE_CUDA_EMULATE_CC=75 on a newer GPU) and enabled on real
+    sm75 devices only once that has passed (MMA_MIN_CC).
   * conv2d depthwise (groups == C == O): direct kernel.
   * dp4a path (sm61+, no int8 tensor cores): target "cuda_dp4a", or INT8COMPILE_CUDA_ALGO=dp4a.
   * quantize / dequantize: vectorised elementwise, NCHW -> NHWC transposing quantize.
@@ -16,7 +19,10 @@ Importing this module never builds or touches CUDA; the extension is compiled on
 (torch.utils.cpp_extension + ninja, cached by build.py). Environment knobs (testing / benchmarking):
   INT8COMPILE_CUDA_ALGO = auto | sm90 | mma | dp4a    force one linear/conv algorithm family
   INT8COMPILE_SM90_CFG  = one of SM90_TILES          force the wgmma GEMM tile (see gemm_sm90.cu)
-  INT8COMPILE_SM90_CONV_CFG = 0..5                   force the wgmma conv tile (SM90_CONV_TILES)
+  INT8COMPILE_SM90_CONV_CFG = one of SM90_CONV_TILES force the wgmma conv tile (see conv_sm90.cu)
+  INT8COMPILE_CUDA_EMULATE_CC = 75                   act as a GPU of that compute capability: build PTX for
+                                                     it (JIT-compiled onto this GPU by the driver) and route
+                                                     as there, so an older GPU's code paths run here
 """
 from __future__ import annotations
 
@@ -37,21 +43,46 @@ PRIORITY_DP4A = 5       # only picked when the tensor-core kernels decline (or a
 K_LIMIT = 132_104       # int32 accumulation bound (docs/numerics.md section 3)
 SOURCES = ("cuda/binding.cpp", "cuda/gemm_sm90.cu", "cuda/conv_sm90.cu", "cuda/igemm.cu", "cuda/quant.cu")
 FLOAT_OUT = (torch.float32, torch.float16, torch.bfloat16)
+EMULATE_ENV = "INT8COMPILE_CUDA_EMULATE_CC"
+# The mma.sync target's minimum compute capability on real devices. The sm75 (m8n8k16) build has run only
+# under emulation so far; lower this to (7, 5) once `INT8COMPILE_CUDA_EMULATE_CC=75 scripts/gpu_check.sh`
+# has passed on the GPU machine.
+MMA_MIN_CC = (8, 0)
 OUT_DTYPES = (torch.int8,) + FLOAT_OUT
 
 _state: dict = {}
 
 
+def _emulated() -> Optional[tuple[int, int]]:
+    v = os.environ.get(EMULATE_ENV, "")
+    if not v:
+        return None
+    if not (v.isdigit() and len(v) == 2):
+        raise ValueError(f"{EMULATE_ENV}={v!r}: expected a compute capability like 75")
+    return int(v[0]), int(v[1])
+
+
 def _capability() -> Optional[tuple[int, int]]:
+    """The compute capability the kernels are built for and routed by (the device's, or the emulated one)."""
     if not torch.cuda.is_available():
         return None
-    return torch.cuda.get_device_capability()
+    real = torch.cuda.get_device_capability()
+    emu = _emulated()
+    if emu is not None and emu > real:
+        raise ValueError(f"{EMULATE_ENV}: cannot emulate sm_{emu[0]}{emu[1]} on an sm_{real[0]}{real[1]} GPU")
+    return emu or real
 
 
 def _arch_flags(cc: tuple[int, int]) -> list[str]:
+    if _emulated() is not None:  # PTX only: the driver JIT-compiles it for the real GPU
+        return [f"-gencode=arch=compute_{cc[0]}{cc[1]},code=compute_{cc[0]}{cc[1]}"]
     if cc == (9, 0):
         return ["-gencode=arch=compute_90a,code=sm_90a"]
     return [f"-gencode=arch=compute_{cc[0]}{cc[1]},code=sm_{cc[0]}{cc[1]}"]
+
+
+def _mma_min_cc() -> tuple[int, int]:
+    return (7, 5) if _emulated() is not None else MMA_MIN_CC
 
 
 def ext():
@@ -65,7 +96,7 @@ def ext():
         raise build.BuildError("no CUDA device")
     try:
         mod = build.load_extension(
-            f"int8compile_cuda_sm{cc[0]}{cc[1]}", SOURCES,
+            f"int8compile_cuda_sm{cc[0]}{cc[1]}" + ("_ptx" if _emulated() else ""), SOURCES,
             cflags=("-O2", "-std=c++17"),
             cuda_cflags=tuple(_arch_flags(cc)) + ("-O3", "-std=c++17", "--fmad=false", "-lineinfo"))
     except build.BuildError as e:
@@ -157,11 +188,11 @@ def _check_conv(call: OpCall, min_cc: tuple[int, int]) -> Optional[str]:
 
 
 def check_linear(call: OpCall) -> Optional[str]:
-    return _check_linear(call, (8, 0))
+    return _check_linear(call, _mma_min_cc())
 
 
 def check_conv(call: OpCall) -> Optional[str]:
-    return _check_conv(call, (8, 0))
+    return _check_conv(call, _mma_min_cc())
 
 
 def check_linear_dp4a(call: OpCall) -> Optional[str]:
@@ -348,16 +379,16 @@ def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     if algo == "auto":
         algo = _algo()
     if algo == "auto":
-        cc = torch.cuda.get_device_capability(dev)
+        cc = _capability()
         aligned = K % 16 == 0 and x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0
         if cc == (9, 0) and aligned:
             algo = "sm90"
-        elif cc >= (8, 0):
+        elif cc >= (7, 5):
             algo = "mma64" if M <= 64 else "mma"
         else:
             algo = "dp4a"
     if algo == "sm90":
-        if not (K % 16 == 0 and x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0):
+        if not (K % 16 == 0 and x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0 and _capability() == (9, 0)):
             algo = "mma"
         else:
             c, sp = sm90_config(M, N, K, _num_sms(dev.index or 0))
@@ -404,24 +435,24 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     if algo == "auto":
         algo = _algo()
         if algo in ("sm90", "auto"):
-            cc = torch.cuda.get_device_capability(dev)
+            cc = _capability()
             if depthwise:
                 algo = "depthwise"
             elif im2col and cc == (9, 0):
                 algo = "sm90"
-            elif cc >= (8, 0):
+            elif cc >= (7, 5):
                 algo = "mma64" if (Nb * oh * ow <= 64 * 132 or O // groups <= 64) else "mma"
             else:
                 algo = "dp4a"
     fold = (groups == 1 and 1 < KW and KW * C <= FOLD_CHANNELS and xc.data_ptr() % 16 == 0
             and ((ow - 1) * stride[1] + (KW - 1) * dilation[1] + 1) * C <= FOLD_MAX_ROW_BYTES
-            and torch.cuda.get_device_capability(dev) == (9, 0))
+            and _capability() == (9, 0))
     if algo == "fold" or (auto_pad and _algo() == "auto" and fold and Nb * oh * ow >= FOLD_MIN_ROWS):
         if fold:
             return _conv2d_folded(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
                                   stride, padding, dilation, out, cfg)
         algo = "mma"
-    if algo == "sm90" and not (im2col and torch.cuda.get_device_capability(dev) == (9, 0)):
+    if algo == "sm90" and not (im2col and _capability() == (9, 0)):
         algo = "mma"
     if algo == "sm90":
         c = sm90_conv_config(Nb * oh * ow, O, C, KH * KW * C, _num_sms(dev.index or 0)) if cfg is None else cfg
