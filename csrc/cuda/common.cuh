@@ -122,7 +122,7 @@ __device__ __forceinline__ ChanP chan_from(const int32_t* ep, int stride, int i)
 // One tile's per-channel epilogue parameters in registers (PER channels per thread): loaded before
 // the tile's main loop so the global-memory latency hides behind it (chan_load), then written to the
 // shared layout of stage_chan plus c = bias * mult + 2^(shift-1) at ep[4 * stride] as int64, plus one
-// 16-byte record per channel at ep[6 * stride] for the fast staged epilogue (chan_store, FastRec):
+// 16-byte record per channel at ep[6 * stride] for the fast staged epilogue (read by fast_i8):
 // ep needs 10 * stride ints, 16-byte aligned.
 template <int PER>
 struct ChanRegs {

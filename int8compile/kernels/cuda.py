@@ -44,9 +44,9 @@ K_LIMIT = 132_104       # int32 accumulation bound (docs/numerics.md section 3)
 SOURCES = ("cuda/binding.cpp", "cuda/gemm_sm90.cu", "cuda/conv_sm90.cu", "cuda/igemm.cu", "cuda/quant.cu")
 FLOAT_OUT = (torch.float32, torch.float16, torch.bfloat16)
 EMULATE_ENV = "INT8COMPILE_CUDA_EMULATE_CC"
-# The mma.sync target's minimum compute capability on real devices. The sm75 (m8n8k16) build has run only
-# under emulation so far; lower this to (7, 5) once `INT8COMPILE_CUDA_EMULATE_CC=75 scripts/gpu_check.sh`
-# has passed on the GPU machine.
+# The mma.sync target's minimum compute capability on real devices. The sm75 (m8n8k16) build can only be
+# verified under emulation and has not run yet; lower this to (7, 5) once the `sm75` stage of
+# scripts/gpu_check.sh (the kernel tests with INT8COMPILE_CUDA_EMULATE_CC=75) has passed on the GPU machine.
 MMA_MIN_CC = (8, 0)
 OUT_DTYPES = (torch.int8,) + FLOAT_OUT
 
