@@ -8,6 +8,8 @@ runs do not measure L2 hits), the graph is replayed many times and the median ti
         int8 out) vs cuDNN fp16 channels_last (F.conv2d, cudnn.benchmark).
 Usage: python benchmarks/bench_cuda.py [--out FILE.md] [--quick] [--sweep-cfg] [--skip-gemm] [--skip-conv]
                                       [--requant fixed|float] [--batches 256,1] [--layers C:O:k:s:H,...]
+Writes the tables (GPU name, date, commit in the header) to --out, by default
+benchmarks/results/cuda_<UTC date>_<HHMM>.md.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import datetime
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -27,7 +30,14 @@ from int8compile import numerics  # noqa: E402
 from int8compile.kernels import cuda as ck  # noqa: E402
 
 DEV = "cuda"
+STARTED = datetime.datetime.now(datetime.timezone.utc)
 L2_BYTES = 50 * 2**20
+
+
+def commit() -> str:
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.abspath(__file__)))
+    return r.stdout.strip() or "unknown"
 
 
 def n_sets(bytes_per_set: int) -> int:
@@ -210,7 +220,8 @@ def fmt_t(v):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=None,
+                    help="results file (default benchmarks/results/cuda_<UTC date>_<HHMM>.md)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sweep-cfg", action="store_true")
     ap.add_argument("--skip-conv", action="store_true")
@@ -228,7 +239,7 @@ def main():
     lines = [f"# int8compile cuda kernels benchmark", "",
              f"- GPU: {props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, "
              f"CUDA {torch.version.cuda}",
-             f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+             f"- date: {STARTED:%Y-%m-%d %H:%M} UTC, commit {commit()}",
              f"- command: `python {' '.join(sys.argv)}`",
              f"- our epilogue: bias + per-channel requant ({REQUANT} mode) to int8",
              "- method: CUDA graph of calls cycling through input sets (> L2), replayed; median of 15-30 samples",
@@ -290,9 +301,11 @@ def main():
                            f"{tot_c * 1e3:.3f} ms, speedup {tot_c / tot_o:.2f}")
             print(summary[-1], flush=True)
     text = "\n".join(lines) + "\n"
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   f"cuda_{STARTED:%Y-%m-%d_%H%M}.md")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text)
     print(text)
     print("=== summary ===")
     print("\n".join(summary))
