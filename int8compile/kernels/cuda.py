@@ -292,7 +292,7 @@ FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128
 FOLD_MAX_ROW_BYTES = 32000  # fold_kw stages one input row's window range in shared memory
 
 
-def sm90_conv_config(M: int, O: int, C: int, K: Optional[int] = None, sms: int = 132) -> int:
+def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
     """Tile config of the wgmma implicit-GEMM conv (K = KH * KW * C, the reduction length), from the
     H100 sweeps of ResNet-50's layers (benchmarks/results/cuda_2026-11-25*.md):
       * C not a multiple of 64 (the folded stem, C = 32): 128x64 tiles, 32-byte k-blocks, two CTAs
@@ -305,7 +305,6 @@ def sm90_conv_config(M: int, O: int, C: int, K: Optional[int] = None, sms: int =
     env = os.environ.get("INT8COMPILE_SM90_CONV_CFG")
     if env is not None:
         return int(env)
-    K = C if K is None else K
     if C % 64:
         return 13
     if -(-M // 128) * -(-O // 128) < sms // 2:
@@ -376,19 +375,19 @@ def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
         assert out.dtype == out_dtype and out.is_contiguous()
     if M == 0 or N == 0:
         return out.reshape(*x.shape[:-1], N)
+    cc = _capability()
+    sm90_fit = cc == (9, 0) and K % 16 == 0 and x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0
     if algo == "auto":
         algo = _algo()
     if algo == "auto":
-        cc = _capability()
-        aligned = K % 16 == 0 and x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0
-        if cc == (9, 0) and aligned:
+        if sm90_fit:
             algo = "sm90"
         elif cc >= (7, 5):
             algo = "mma64" if M <= 64 else "mma"
         else:
             algo = "dp4a"
     if algo == "sm90":
-        if not (K % 16 == 0 and x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0 and _capability() == (9, 0)):
+        if not sm90_fit:
             algo = "mma"
         else:
             c, sp = sm90_config(M, N, K, _num_sms(dev.index or 0))
@@ -429,30 +428,29 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     assert out.shape == (Nb, O, oh, ow) and out.is_contiguous(memory_format=torch.channels_last)
     if out.numel() == 0:
         return out
+    cc = _capability()
     depthwise = groups == C == O and Cg == 1 and xc.data_ptr() % 4 == 0
-    im2col = _im2col_unfit(xc, w, groups, stride, padding, dilation, (oh, ow)) is None
+    im2col = cc == (9, 0) and _im2col_unfit(xc, w, groups, stride, padding, dilation, (oh, ow)) is None
     auto_pad = algo == "auto"
     if algo == "auto":
         algo = _algo()
         if algo in ("sm90", "auto"):
-            cc = _capability()
             if depthwise:
                 algo = "depthwise"
-            elif im2col and cc == (9, 0):
+            elif im2col:
                 algo = "sm90"
             elif cc >= (7, 5):
                 algo = "mma64" if (Nb * oh * ow <= 64 * 132 or O // groups <= 64) else "mma"
             else:
                 algo = "dp4a"
     fold = (groups == 1 and 1 < KW and KW * C <= FOLD_CHANNELS and xc.data_ptr() % 16 == 0
-            and ((ow - 1) * stride[1] + (KW - 1) * dilation[1] + 1) * C <= FOLD_MAX_ROW_BYTES
-            and _capability() == (9, 0))
+            and ((ow - 1) * stride[1] + (KW - 1) * dilation[1] + 1) * C <= FOLD_MAX_ROW_BYTES and cc == (9, 0))
     if algo == "fold" or (auto_pad and _algo() == "auto" and fold and Nb * oh * ow >= FOLD_MIN_ROWS):
         if fold:
             return _conv2d_folded(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
                                   stride, padding, dilation, out, cfg)
         algo = "mma"
-    if algo == "sm90" and not (im2col and _capability() == (9, 0)):
+    if algo == "sm90" and not im2col:
         algo = "mma"
     if algo == "sm90":
         c = sm90_conv_config(Nb * oh * ow, O, C, KH * KW * C, _num_sms(dev.index or 0)) if cfg is None else cfg
