@@ -13,7 +13,6 @@ import os
 import datetime as dt
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import int8compile  # noqa: E402,F401
 from int8compile import numerics  # noqa: E402
 from int8compile.kernels import cpu  # noqa: E402
+from bench_common import git_commit  # noqa: E402
 
 SHAPES = [(256, 4096, 4096), (1024, 1024, 1024), (64, 4096, 1024), (1, 4096, 4096)]  # M, N, K
 
@@ -111,11 +111,7 @@ def main():
         out_dir.mkdir(parents=True, exist_ok=True)
         date = dt.datetime.now(dt.timezone.utc)
         path = out_dir / f"cpu_gemm_{date:%Y-%m-%d}.md"
-        try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=out_dir).stdout.strip()
-        except OSError:
-            commit = "?"
+        commit = git_commit()
         text = "\n".join([
             f"# cpu int8 GEMM benchmark, {date:%Y-%m-%d %H:%M} UTC",
             "",

@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import os
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -254,9 +253,9 @@ def main():
         date = dt.datetime.now(dt.timezone.utc)
         out = Path(__file__).resolve().parent / "results" / f"cpu_models_{date:%Y-%m-%d}.md"
         out.parent.mkdir(parents=True, exist_ok=True)
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=out.parent).stdout.strip()
         from bench_cpu_gemm import cpu_model  # noqa: E402
+        from bench_common import git_commit  # noqa: E402
+        commit = git_commit()
         out.write_text("\n".join([
             f"# cpu whole-model benchmark, {date:%Y-%m-%d %H:%M} UTC", "",
             f"- CPU: {cpu_model()} ({torch.get_num_threads()} threads), torch {torch.__version__}, commit {commit}",

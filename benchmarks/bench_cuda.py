@@ -18,7 +18,6 @@ import datetime
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -28,16 +27,11 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from int8compile import numerics  # noqa: E402
 from int8compile.kernels import cuda as ck  # noqa: E402
+from bench_common import git_commit  # noqa: E402
 
 DEV = "cuda"
 STARTED = datetime.datetime.now(datetime.timezone.utc)
 L2_BYTES = 50 * 2**20
-
-
-def commit() -> str:
-    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                       cwd=os.path.dirname(os.path.abspath(__file__)))
-    return r.stdout.strip() or "unknown"
 
 
 def n_sets(bytes_per_set: int) -> int:
@@ -239,7 +233,7 @@ def main():
     lines = [f"# int8compile cuda kernels benchmark", "",
              f"- GPU: {props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, "
              f"CUDA {torch.version.cuda}",
-             f"- date: {STARTED:%Y-%m-%d %H:%M} UTC, commit {commit()}",
+             f"- date: {STARTED:%Y-%m-%d %H:%M} UTC, commit {git_commit()}",
              f"- command: `python {' '.join(sys.argv)}`",
              f"- our epilogue: bias + per-channel requant ({REQUANT} mode) to int8",
              "- method: CUDA graph of calls cycling through input sets (> L2), replayed; median of 15-30 samples",
