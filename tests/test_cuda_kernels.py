@@ -245,9 +245,9 @@ def algos_conv():
     return algos + (["sm90", "fold"] if cc == (9, 0) else [])
 
 
-def conv_mismatch(case, variant, g, algo, cfg=None):
-    """Run one conv case in one epilogue variant on fresh inputs through conv2d_impl(algo, cfg) and the
-    reference; None when bit-exact, else what differs."""
+def conv_mismatch(case, variant, g, algo, cfg=None, splits=None):
+    """Run one conv case in one epilogue variant on fresh inputs through conv2d_impl(algo, cfg, splits) and
+    the reference; None when bit-exact, else what differs."""
     N, C, H, W, O, KH, KW, stride, padding, dilation, groups = case
     mode, residual, out_dtype, act = variant
     from int8compile.ops import conv2d_output_size
@@ -262,12 +262,12 @@ def conv_mismatch(case, variant, g, algo, cfg=None):
     out = poisoned((N, O, oh, ow), out_dtype, channels_last=True)
     got = ck.conv2d_impl(x, w, e["bias"], e["scale"], e["mult"], e["shift"], e["residual"], e["res_mult"],
                          e["res_scale"], e["lo"], e["hi"], out_dtype, stride, padding, dilation, groups,
-                         algo=algo, out=out, cfg=cfg)
+                         algo=algo, out=out, cfg=cfg, splits=splits)
     torch.cuda.synchronize()
     if torch.equal(got, expect):
         return None
     diff = (got.double() - expect.double()).abs()
-    return (f"{algo} cfg {cfg} {mode} res={residual} {out_dtype} {act}: {int((diff != 0).sum())} of "
+    return (f"{algo} cfg {cfg} splits {splits} {mode} res={residual} {out_dtype} {act}: {int((diff != 0).sum())} of "
             f"{diff.numel()} differ")
 
 
@@ -290,6 +290,30 @@ def test_conv2d_sm90_every_tile(case):
     failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0
                 for v in (EPI_VARIANTS[3], EPI_VARIANTS[7]) if (f := conv_mismatch(case, v, g, "sm90", cfg))]
     assert not failures, failures
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+@pytest.mark.parametrize("case", [c for c in SM90_CONV_CASES if c[5] * c[6] > 1],
+                         ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}s{c[7][0]}")
+def test_conv2d_sm90_split_k(case):
+    """Split-K over (filter tap, channel block) k-blocks, 2 / 3 / 5 splits (an uneven last split),
+    bit-exact, and the workspace left zeroed for the next call."""
+    g = torch.Generator().manual_seed(hash(("splitk", case)) & 0xFFFF_FFFF)
+    cfg = 0 if case[1] % 128 == 0 else (1 if case[1] % 64 == 0 else 6)
+    failures = [f for sp in (2, 3, 5) for v in (EPI_VARIANTS[3], EPI_VARIANTS[7])
+                if (f := conv_mismatch(case, v, g, "sm90", cfg, sp))]
+    assert not failures, failures
+    ws, cnt = ck._workspace(torch.device(DEV), 1, 1)
+    assert int(ws.abs().sum()) == 0 and int(cnt.abs().sum()) == 0
+
+
+def test_sm90_conv_splits_heuristic():
+    # batch-1 ResNet-50 512 -> 512 3x3 at 7x7 on 132 SMs: 4 tiles of 128x128, 36 k-blocks of 128 bytes
+    sp = ck.sm90_conv_splits(49, 512, 9 * 512, 0)
+    assert 1 < sp <= 8 and -(-36 // -(-36 // sp)) == sp
+    assert ck.sm90_conv_splits(256 * 49, 512, 9 * 512, 0) == 1    # batch 256: a full grid
+    assert ck.sm90_conv_splits(49, 512, 512, 0) == 1              # a short reduction
 
 
 def test_im2col_fit_reasons():

@@ -96,11 +96,13 @@ void linear(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
 }
 
 // x [N, C, H, W] channels-last int8, w [O, KH, KW, C/groups] int8, out [N, O, OH, OW] channels-last.
-// algo: 0 = mma.sync 128x128, 1 = mma.sync 64x64, 2 = dp4a, 3 = depthwise, 4 = sm90 wgmma (cfg = tile).
+// algo: 0 = mma.sync 128x128, 1 = mma.sync 64x64, 2 = dp4a, 3 = depthwise, 4 = sm90 wgmma (cfg = tile;
+// splits > 1: split-K through the zeroed int32 workspace ws [M, O] and counters cnt, see launch.h).
 void conv2d(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const OptT& bias, const at::Tensor& scale,
             const OptT& mult, const OptT& shift, const OptT& residual, const OptT& res_mult, double res_scale,
             double lo, double hi, std::vector<int64_t> stride, std::vector<int64_t> padding,
-            std::vector<int64_t> dilation, int64_t groups, int64_t algo, int64_t cfg) {
+            std::vector<int64_t> dilation, int64_t groups, int64_t algo, int64_t cfg, int64_t splits, const OptT& ws,
+            const OptT& cnt) {
   c10::cuda::CUDAGuard guard(x.device());
   i8c::ConvShape s{};
   s.N = (int)x.size(0); s.C = (int)x.size(1); s.H = (int)x.size(2); s.W = (int)x.size(3);
@@ -120,7 +122,9 @@ void conv2d(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
     return;
   }
   if (algo == 4) {
-    check(i8c::conv_sm90((int)cfg, s, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), p, num_sms(), stream));
+    check(i8c::conv_sm90((int)cfg, s, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), p, num_sms(), (int)splits,
+                         ws.has_value() ? ws->data_ptr<int32_t>() : nullptr,
+                         cnt.has_value() ? cnt->data_ptr<int32_t>() : nullptr, stream));
     return;
   }
   int vec = vec_width(s.Cg, x, w);

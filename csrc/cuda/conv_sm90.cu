@@ -16,14 +16,14 @@ namespace i8c {
 static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32};
 
 const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
-                      int num_sms, cudaStream_t stream) {
+                      int num_sms, int splits, int32_t* ws, int* cnt, cudaStream_t stream) {
   using namespace sm90;
   if (s.groups != 1) return "conv_sm90: groups must be 1";
   if (cfg < 0 || cfg >= (int)(sizeof(kConvBK) / sizeof(int))) return "unknown conv_sm90 tile config";
   if (s.C % kConvBK[cfg]) return "conv_sm90: channels must be a multiple of the k-block";
   const int M = s.M, N = s.O, K = s.K;
 #define I8C_CONV(BM_, BN_, BK_, ST_, CPS_) \
-  launch<BM_, BN_, BK_, ST_, false, CPS_, true>(x, w, M, N, K, p, num_sms, 0, 1, nullptr, nullptr, stream, &s)
+  launch<BM_, BN_, BK_, ST_, false, CPS_, true>(x, w, M, N, K, p, num_sms, 0, splits, ws, cnt, stream, &s)
   switch (cfg) {
     case 0: return I8C_CONV(128, 128, 128, 6, 1);
     case 1: return I8C_CONV(128, 128, 64, 8, 1);

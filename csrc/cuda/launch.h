@@ -13,10 +13,11 @@ namespace i8c {
 const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                       int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream);
 
-// Hopper wgmma implicit-GEMM conv2d (TMA im2col loads). cfg selects tile / k-block (see gemm_sm90.cu).
-// groups == 1, C % 64 == 0 (C % 128 == 0 for the BK = 128 configs), 16-byte aligned x / w.
+// Hopper wgmma implicit-GEMM conv2d (TMA im2col loads). cfg selects tile / k-block (see conv_sm90.cu).
+// groups == 1, C a multiple of the config's k-block, 16-byte aligned x / w. splits > 1: split-K over the
+// (filter tap, channel block) k-blocks, reduced like gemm_sm90's (ws [M, O], cnt as there).
 const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
-                      int num_sms, cudaStream_t stream);
+                      int num_sms, int splits, int32_t* ws, int* cnt, cudaStream_t stream);
 
 // mma.sync (sm80+) / dp4a (sm61+) implicit GEMM for conv2d and linear.
 // algo: 0 = mma.sync 128x128 tile, 1 = mma.sync 64x64 tile (small M), 2 = dp4a 128x128.

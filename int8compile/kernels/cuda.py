@@ -316,6 +316,22 @@ def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
     return 8 if O <= 64 else 0
 
 
+def sm90_conv_splits(M: int, O: int, K: int, cfg: int, sms: int = 132) -> int:
+    """Split-K factor of the wgmma conv: > 1 only when the tiles fill under half the SMs and the
+    reduction has >= 8 k-blocks (batch 1's deep layers), each split keeping >= 4 k-blocks; never an
+    empty split."""
+    env = os.environ.get("INT8COMPILE_SM90_CONV_SPLITS")
+    if env is not None:
+        return int(env)
+    bm, bn, bk = SM90_CONV_TILES[cfg]
+    tiles = -(-M // bm) * -(-O // bn)
+    ktiles = -(-K // bk)
+    if tiles >= sms // 2 or ktiles < 8:
+        return 1
+    splits = max(1, min(sms // tiles, ktiles // 4, 8))
+    return -(-ktiles // -(-ktiles // splits))
+
+
 def _im2col_unfit(x: Tensor, w: Tensor, groups: int, stride, padding, dilation, out_hw) -> Optional[str]:
     """Why the TMA im2col conv cannot take this conv (None: it can). Limits of cuTensorMapEncodeIm2col
     for 4-D tensors: window corners in [-128, 127], traversal strides <= 8, 16-byte aligned rows."""
@@ -409,8 +425,9 @@ def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
 def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, res_mult, res_scale: float,
                 lo: float, hi: float, out_dtype: torch.dtype, stride: Sequence[int], padding: Sequence[int],
                 dilation: Sequence[int], groups: int, algo: str = "auto", out: Optional[Tensor] = None,
-                cfg: Optional[int] = None) -> Tensor:
-    """Run the conv kernel. algo: auto | sm90 | fold | mma | mma64 | dp4a | depthwise (cfg: sm90 conv tile)."""
+                cfg: Optional[int] = None, splits: Optional[int] = None) -> Tensor:
+    """Run the conv kernel. algo: auto | sm90 | fold | mma | mma64 | dp4a | depthwise (cfg: sm90 conv tile,
+    splits: its split-K factor)."""
     from ..ops import conv2d_output_size
     m = ext()
     dev = x.device
@@ -453,9 +470,12 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     if algo == "sm90" and not im2col:
         algo = "mma"
     if algo == "sm90":
-        c = sm90_conv_config(Nb * oh * ow, O, C, KH * KW * C, _num_sms(dev.index or 0)) if cfg is None else cfg
+        M, K, sms = Nb * oh * ow, KH * KW * C, _num_sms(dev.index or 0)
+        c = sm90_conv_config(M, O, C, K, sms) if cfg is None else cfg
+        sp = sm90_conv_splits(M, O, K, c, sms) if splits is None else splits
+        ws, cnt = _workspace(dev, M, O) if sp > 1 else (None, None)
         m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
-                 groups, 4, c)
+                 groups, 4, c, sp, ws, cnt)
         return out
     if algo == "depthwise" and not depthwise:
         algo = "mma"
@@ -471,7 +491,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
         xc, w = xp, wp
     code = {"mma": 0, "mma64": 1, "dp4a": 2, "depthwise": 3}[algo]
     m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
-             groups, code, 0)
+             groups, code, 0, 1, None, None)
     return out
 
 
