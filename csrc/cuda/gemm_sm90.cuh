@@ -123,6 +123,32 @@ __device__ __forceinline__ bool bar_and(int bar_id, bool v) {
 #endif
   return r != 0;
 }
+// TMA store of a staged smem tile (async proxy): writers fence their generic-proxy smem writes, one
+// thread issues the store into a bulk group; the buffer may be rewritten once the group has been read.
+__device__ __forceinline__ void fence_proxy_async_smem() {
+#ifdef I8C_SM90
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, const void* src, int c0, int c1) {
+#ifdef I8C_SM90
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];" ::"l"((uint64_t)map),
+               "r"(c0), "r"(c1), "r"(smem_u32(src))
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void tma_store_wait_read() {
+#ifdef I8C_SM90
+  asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void tma_store_wait_all() {
+#ifdef I8C_SM90
+  asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+#endif
+}
+
 template <int R>
 __device__ __forceinline__ void setmaxnreg_inc() {
 #ifdef I8C_SM90
@@ -147,15 +173,49 @@ struct Smem {
   alignas(16) int32_t ep[2][10 * BN];  // per consumer: the tile's channel parameters (chan_store layout)
 };
 
-// int8 output tiles are staged in shared memory and written with 16-byte stores when they fit.
+// int8 output tiles are staged in shared memory, 64 x BN per block, dense rows in the TMA swizzle of
+// their width (64 or 128 bytes: the 16-byte chunks of a row XOR-permuted by the row, so the char2
+// writes of a warp's 8 rows hit distinct banks), and leave by TMA store (or 16-byte copies) when they fit.
 template <int BM, int BN, int BK, int STAGES, bool PP>
 struct OutStage {
-  static constexpr int OSTRIDE = BN + 16;  // padded rows: conflict-free char2 writes
+  static constexpr int OSTRIDE = BN;
   static constexpr int ROWS = PP ? BM : 64;
   static constexpr size_t BYTES = (PP ? 2 : BM / 64) * ROWS * OSTRIDE;
-  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES>) + 127) & ~(size_t)127;
-  static constexpr bool ON = OFFSET + BYTES + 1024 <= 227 * 1024;
+  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES>) + 1023) & ~(size_t)1023;  // swizzle atom
+  static constexpr bool ON = (BN == 64 || BN == 128) && OFFSET + BYTES + 1024 <= 227 * 1024;
 };
+
+// Byte offset of (row, col) in a staged tile: the CU_TENSOR_MAP_SWIZZLE_128B / 64B pattern (bits 4-6 /
+// 4-5 of the offset XOR bits 7-9 / 7-8), the tile 1024-byte aligned.
+template <int BN>
+__device__ __forceinline__ int ostage_off(int row, int col) {
+  const int off = row * BN + col;
+  return off ^ (((off >> 7) & (BN == 128 ? 7 : 3)) << 4);
+}
+
+// Copy a staged 64 x BN tile to out with 16-byte stores where the destination allows it (the fallback
+// when out cannot take a TMA store). Rows >= M and columns >= climit are skipped.
+template <int BN>
+__device__ __forceinline__ void copy_out_staged(const EpiParams& p, const int8_t* otile, long long grow0,
+                                                int gcol0, int M, int climit, int tid) {
+  constexpr int CH = BN / 16;
+  const bool vec = (p.ldo % 16) == 0 && ((uintptr_t)p.out % 16) == 0;
+  for (int i = tid; i < 64 * CH; i += 128) {
+    const int rr = i / CH, cc = (i - rr * CH) * 16;
+    const long long grow = grow0 + rr;
+    const int gcol = gcol0 + cc;
+    if (grow >= M || gcol >= climit) continue;
+    int8_t* dst = reinterpret_cast<int8_t*>(p.out) + grow * p.ldo + gcol;
+    const int8_t* src = otile + ostage_off<BN>(rr, cc);
+    if (vec && gcol + 16 <= climit) {
+      *reinterpret_cast<int4*>(dst) = *reinterpret_cast<const int4*>(src);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 16; ++e)
+        if (gcol + e < climit) dst[e] = src[e];
+    }
+  }
+}
 
 // Tile t -> (tm, tn). fixed_n (the grid is a multiple of num_n): column-fastest order, so a CTA's
 // tiles u, u + gridDim.x, ... all share one column block tn = u % num_n (its channel parameters are
@@ -183,7 +243,6 @@ __device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, bool fi
 template <int BN, int MODE, bool RES>
 __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d, int r0, int lr, int n0, int M,
                                            int N, const int32_t* ep, int8_t* otile) {
-  constexpr int OS = BN + 16;
   const int4* rec = reinterpret_cast<const int4*>(ep + 6 * BN);
   const int lane = threadIdx.x & 31;
 #pragma unroll
@@ -202,21 +261,25 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
       }
       const int y0 = fast_i8<MODE, RES>(p, q0, d[4 * j + 2 * h], res0, rm0);
       const int y1 = fast_i8<MODE, RES>(p, q1, d[4 * j + 2 * h + 1], res1, rm1);
-      *reinterpret_cast<uint16_t*>(otile + (lr + 8 * h) * OS + cl) = (uint16_t)__byte_perm(y0, y1, 0x0040);
+      *reinterpret_cast<uint16_t*>(otile + ostage_off<BN>(lr + 8 * h, cl)) = (uint16_t)__byte_perm(y0, y1, 0x0040);
     }
   }
 }
 
 // One 64-row block's epilogue. STAGED: int8 results go through otile (this block's staging tile) and
-// leave with 16-byte stores; brow0: its first global row.
+// leave by TMA store (tmC, whose store thread has waited for the tile's previous store to be read) or
+// with 16-byte copies (tmC == nullptr); brow0: its first global row.
 template <int BN, int MODE, bool RES, bool FAST, bool STAGED>
 __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
-                                         int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id) {
+                                         int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id,
+                                         const CUtensorMap* tmC) {
   int lane = threadIdx.x & 31;
   int r0 = row0 + (lane >> 2);
   bool ok0 = r0 < M, ok1 = (r0 + 8) < M;
   if constexpr (MODE != FLOAT_OUT && STAGED) {
-    constexpr int OS = BN + 16;
+    const int tid = threadIdx.x & 127;
+    if (tmC && tid == 0) tma_store_wait_read();
+    asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");  // the last tile has left otile
     int lr = r0 - brow0;
     if constexpr (FAST) {
       stage_fast<BN, MODE, RES>(p, d, r0, lr, n0, M, N, ep, otile);
@@ -227,15 +290,20 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
         int c = n0 + cl;
         bool v0 = c < N, v1 = (c + 1) < N;
         ChanP q0 = chan_from(ep, BN, cl), q1 = chan_from(ep, BN, cl + 1);
-        *reinterpret_cast<char2*>(otile + lr * OS + cl) =
+        *reinterpret_cast<char2*>(otile + ostage_off<BN>(lr, cl)) =
             epi_pair_i8<MODE, RES, false>(p, r0, c, d[4 * j + 0], d[4 * j + 1], v0 && ok0, v1 && ok0, q0, q1);
-        *reinterpret_cast<char2*>(otile + (lr + 8) * OS + cl) =
+        *reinterpret_cast<char2*>(otile + ostage_off<BN>(lr + 8, cl)) =
             epi_pair_i8<MODE, RES, false>(p, r0 + 8, c, d[4 * j + 2], d[4 * j + 3], v0 && ok1, v1 && ok1, q0, q1);
       }
     }
-    asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
-    copy_out_i8(p, otile, OS, 64, BN, brow0, n0, M, N, threadIdx.x & 127, 128);
-    asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+    if (tmC) {
+      fence_proxy_async_smem();
+      asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+      if (tid == 0) tma_store_2d(tmC, otile, n0, brow0);  // M / N edges clipped by the TMA unit
+    } else {
+      asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+      copy_out_staged<BN>(p, otile, brow0, n0, M, N, tid);
+    }
   } else {
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
@@ -307,8 +375,9 @@ constexpr int cta_threads() { return (PP ? 2 : BM / 64) * 128 + (CPS == 1 ? 128 
 
 template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV>
 __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
-    gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int M,
-                int N, int K, EpiParams p, int splits, int32_t* ws, int* cnt, ConvGeom g, bool fixed_n) {
+    gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB,
+                const __grid_constant__ CUtensorMap tmOut, int M, int N, int K, EpiParams p, int splits, int32_t* ws,
+                int* cnt, ConvGeom g, bool fixed_n, bool tma_out) {
 #ifdef I8C_SM90
   constexpr int NCONS = PP ? 2 : BM / 64;
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
@@ -377,6 +446,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     int it = 0, j = 0;
     int32_t d[WGM * BN / 2];
     constexpr int PER = (BN + 127) / 128;  // channels per thread in chan_load
+    const CUtensorMap* tmC = tma_out ? &tmOut : nullptr;
     // fixed_n: this CTA's one column block; its channel parameters are staged once, here
     bool fast = false;
     if (fixed_n) {
@@ -451,12 +521,13 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
                   (size_t)(c * OS_::ROWS + mb * 64) * OS_::OSTRIDE;
         const int brow0 = tm * BM + (PP ? mb : c) * 64;
 #define I8C_SM90_EPI(MODE_, RES_)                                                              \
-  if (fast) epilogue<BN, MODE_, RES_, true, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c); \
-  else epilogue<BN, MODE_, RES_, false, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c)
+  if (fast) epilogue<BN, MODE_, RES_, true, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC); \
+  else epilogue<BN, MODE_, RES_, false, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC)
         I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
 #undef I8C_SM90_EPI
       }
     }
+    if (tmC && tid == 0) tma_store_wait_all();  // smem stays valid until this thread's stores have read it
   }
 #endif
 }
@@ -475,12 +546,13 @@ static CUtensorMapSwizzle swizzle_of(int bk) {
   return bk == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : (bk == 64 ? CU_TENSOR_MAP_SWIZZLE_64B : CU_TENSOR_MAP_SWIZZLE_32B);
 }
 
-// [rows, K] row-major int8, boxes of box_rows x bk bytes.
-static const char* make_map(CUtensorMap* map, const void* ptr, int rows, int K, int box_rows, int bk) {
+// [rows, K] row-major int8 (row stride `ld` bytes, default K), boxes of box_rows x bk bytes.
+static const char* make_map(CUtensorMap* map, const void* ptr, int rows, int K, int box_rows, int bk,
+                            long long ld = 0) {
   static auto enc = driver_entry<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled");
   if (!enc) return "cuTensorMapEncodeTiled unavailable";
   cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
-  cuuint64_t strides[1] = {(cuuint64_t)K};
+  cuuint64_t strides[1] = {(cuuint64_t)(ld ? ld : K)};
   cuuint32_t box[2] = {(cuuint32_t)bk, (cuuint32_t)box_rows};
   cuuint32_t estr[2] = {1, 1};
   CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(ptr), dims, strides, box, estr,
@@ -523,6 +595,10 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   }
   if (const char* e = make_map(&mb, B, N, K, BN, BK)) return e;
   using OS_ = OutStage<BM, BN, BK, STAGES, PP>;
+  // int8 tiles leave by TMA store when the output can be a tensor map (16-byte aligned rows)
+  CUtensorMap mc{};
+  const bool tma_out = OS_::ON && p.mode != FLOAT_OUT && (uintptr_t)p.out % 16 == 0 && p.ldo % 16 == 0 &&
+                       make_map(&mc, p.out, M, N, 64, BN, p.ldo) == nullptr;
   size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES>)) + 1024;
   auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV>;
   static bool attr_set = false;  // per instantiation
@@ -543,7 +619,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   const bool fixed_n = splits == 1 && num_n <= 16 && grid_n * 100 >= grid * 96;
   if (fixed_n) grid = grid_n;
   int threads = cta_threads<BM, PP, CPS>();
-  kern<<<grid, threads, smem, stream>>>(ma, mb, M, N, K, p, splits, ws, cnt, g, fixed_n);
+  kern<<<grid, threads, smem, stream>>>(ma, mb, mc, M, N, K, p, splits, ws, cnt, g, fixed_n, tma_out);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
