@@ -60,6 +60,16 @@ int vec_width(int cg, const at::Tensor& x, const at::Tensor& w) {
 
 void check(const char* err) { TORCH_CHECK(err == nullptr, "int8compile cuda kernel: ", err); }
 
+// The split-K workspace: splits planes of M x N int32 and 2 counters per 64 x 64 block, on the device.
+void check_workspace(int64_t splits, int64_t M, int64_t N, const OptT& ws, const OptT& cnt) {
+  if (splits <= 1) return;
+  TORCH_CHECK(ws.has_value() && cnt.has_value(), "split-K needs a workspace and counters");
+  TORCH_CHECK(ws->scalar_type() == at::kInt && cnt->scalar_type() == at::kInt && ws->is_cuda() && cnt->is_cuda(),
+              "split-K workspace and counters must be int32 CUDA tensors");
+  TORCH_CHECK(ws->numel() >= splits * M * N, "split-K workspace too small: ", ws->numel(), " < ", splits * M * N);
+  TORCH_CHECK(cnt->numel() >= 2 * ((M + 63) / 64) * ((N + 63) / 64), "split-K counters too few");
+}
+
 int num_sms() {
   int dev = 0, n = 0;
   cudaGetDevice(&dev);
@@ -79,6 +89,7 @@ void linear(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   if (M == 0 || N == 0) return;
   if (algo == 0) {
+    check_workspace(splits, M, N, ws, cnt);
     check(i8c::gemm_sm90((int)cfg, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), M, N, K, p, num_sms(), (int)max_ctas,
                          (int)splits, ws.has_value() ? ws->data_ptr<int32_t>() : nullptr,
                          cnt.has_value() ? cnt->data_ptr<int32_t>() : nullptr, stream));
@@ -97,7 +108,7 @@ void linear(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
 
 // x [N, C, H, W] channels-last int8, w [O, KH, KW, C/groups] int8, out [N, O, OH, OW] channels-last.
 // algo: 0 = mma.sync 128x128, 1 = mma.sync 64x64, 2 = dp4a, 3 = depthwise, 4 = sm90 wgmma (cfg = tile;
-// splits > 1: split-K through the zeroed int32 workspace ws [M, O] and counters cnt, see launch.h).
+// splits > 1: split-K through the int32 workspace ws [splits, M, O] and zeroed counters cnt, see launch.h).
 void conv2d(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const OptT& bias, const at::Tensor& scale,
             const OptT& mult, const OptT& shift, const OptT& residual, const OptT& res_mult, double res_scale,
             double lo, double hi, std::vector<int64_t> stride, std::vector<int64_t> padding,
@@ -122,6 +133,7 @@ void conv2d(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
     return;
   }
   if (algo == 4) {
+    check_workspace(splits, s.M, s.O, ws, cnt);
     check(i8c::conv_sm90((int)cfg, s, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), p, num_sms(), (int)splits,
                          ws.has_value() ? ws->data_ptr<int32_t>() : nullptr,
                          cnt.has_value() ? cnt->data_ptr<int32_t>() : nullptr, stream));

@@ -9,8 +9,7 @@ Kernels (csrc/cuda):
   * linear / conv2d, sm80+: implicit-GEMM on mma.sync m16n8k32 (igemm.cu), 128x128 tiles, 64x64 tiles for
     small M; any K (tails are zero-filled, 16-byte cp.async when Cg % 16 == 0, byte gathers otherwise).
     The same kernel built for sm75 runs four m8n8k16 per m16n8k32 with plain loads instead of cp.async;
-    it is verified by emulation (INT8COMPILE_CUDA_EMULATE_CC=75 on a newer GPU) and enabled on real
-    sm75 devices only once that has passed (MMA_MIN_CC).
+    it is verified by emulation (INT8COMPILE_CUDA_EMULATE_CC=75 on a newer GPU).
   * conv2d depthwise (groups == C == O): direct kernel.
   * dp4a path (sm61+, no int8 tensor cores): target "cuda_dp4a", or INT8COMPILE_CUDA_ALGO=dp4a.
   * quantize / dequantize: vectorised elementwise, NCHW -> NHWC transposing quantize.
@@ -20,6 +19,7 @@ Importing this module never builds or touches CUDA; the extension is compiled on
   INT8COMPILE_CUDA_ALGO = auto | sm90 | mma | dp4a    force one linear/conv algorithm family
   INT8COMPILE_SM90_CFG  = one of SM90_TILES          force the wgmma GEMM tile (see gemm_sm90.cu)
   INT8COMPILE_SM90_CONV_CFG = one of SM90_CONV_TILES force the wgmma conv tile (see conv_sm90.cu)
+  INT8COMPILE_SM90_SPLITS / _SM90_CONV_SPLITS = n    split-K factor of the wgmma GEMM / conv (default 1)
   INT8COMPILE_CUDA_EMULATE_CC = 75                   act as a GPU of that compute capability: build PTX for
                                                      it (JIT-compiled onto this GPU by the driver) and route
                                                      as there, so an older GPU's code paths run here
@@ -44,10 +44,10 @@ K_LIMIT = 132_104       # int32 accumulation bound (docs/numerics.md section 3)
 SOURCES = ("cuda/binding.cpp", "cuda/gemm_sm90.cu", "cuda/conv_sm90.cu", "cuda/igemm.cu", "cuda/quant.cu")
 FLOAT_OUT = (torch.float32, torch.float16, torch.bfloat16)
 EMULATE_ENV = "INT8COMPILE_CUDA_EMULATE_CC"
-# The mma.sync target's minimum compute capability on real devices. The sm75 (m8n8k16) build can only be
-# verified under emulation and has not run yet; lower this to (7, 5) once the `sm75` stage of
-# scripts/gpu_check.sh (the kernel tests with INT8COMPILE_CUDA_EMULATE_CC=75) has passed on the GPU machine.
-MMA_MIN_CC = (8, 0)
+# The mma.sync target's minimum compute capability. sm75 runs the m8n8k16 build; it was verified by the
+# `sm75` stage of scripts/gpu_check.sh (the kernel tests with INT8COMPILE_CUDA_EMULATE_CC=75 on an H100,
+# 2026-11-25: 170 passed), not on sm75 hardware.
+MMA_MIN_CC = (7, 5)
 OUT_DTYPES = (torch.int8,) + FLOAT_OUT
 
 _state: dict = {}
@@ -79,10 +79,6 @@ def _arch_flags(cc: tuple[int, int]) -> list[str]:
     if cc == (9, 0):
         return ["-gencode=arch=compute_90a,code=sm_90a"]
     return [f"-gencode=arch=compute_{cc[0]}{cc[1]},code=sm_{cc[0]}{cc[1]}"]
-
-
-def _mma_min_cc() -> tuple[int, int]:
-    return (7, 5) if _emulated() is not None else MMA_MIN_CC
 
 
 def ext():
@@ -188,11 +184,11 @@ def _check_conv(call: OpCall, min_cc: tuple[int, int]) -> Optional[str]:
 
 
 def check_linear(call: OpCall) -> Optional[str]:
-    return _check_linear(call, _mma_min_cc())
+    return _check_linear(call, MMA_MIN_CC)
 
 
 def check_conv(call: OpCall) -> Optional[str]:
-    return _check_conv(call, _mma_min_cc())
+    return _check_conv(call, MMA_MIN_CC)
 
 
 def check_linear_dp4a(call: OpCall) -> Optional[str]:
@@ -316,20 +312,12 @@ def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
     return 8 if O <= 64 else 0
 
 
-def sm90_conv_splits(M: int, O: int, K: int, cfg: int, sms: int = 132) -> int:
-    """Split-K factor of the wgmma conv: > 1 only when the tiles fill under half the SMs and the
-    reduction has >= 8 k-blocks (batch 1's deep layers), each split keeping >= 4 k-blocks; never an
-    empty split."""
-    env = os.environ.get("INT8COMPILE_SM90_CONV_SPLITS")
-    if env is not None:
-        return int(env)
-    bm, bn, bk = SM90_CONV_TILES[cfg]
-    tiles = -(-M // bm) * -(-O // bn)
-    ktiles = -(-K // bk)
-    if tiles >= sms // 2 or ktiles < 8:
-        return 1
-    splits = max(1, min(sms // tiles, ktiles // 4, 8))
-    return -(-ktiles // -(-ktiles // splits))
+def sm90_conv_splits() -> int:
+    """Split-K factor of the wgmma conv: 1 unless INT8COMPILE_SM90_CONV_SPLITS asks for more. Split-K is
+    exact but measured slower on every ResNet-50 layer at batch 1 on H100 (each extra slice added a
+    near-constant 3-6 us, with the reduction through atomics and through per-slice planes alike;
+    benchmarks/results/cuda_2026-11-25_session3.md), so it is opt-in until that is understood."""
+    return int(os.environ.get("INT8COMPILE_SM90_CONV_SPLITS", "1"))
 
 
 def _im2col_unfit(x: Tensor, w: Tensor, groups: int, stride, padding, dilation, out_hw) -> Optional[str]:
@@ -357,12 +345,13 @@ def _im2col_unfit(x: Tensor, w: Tensor, groups: int, stride, padding, dilation, 
 _WS: dict = {}
 
 
-def _workspace(device, M: int, N: int) -> tuple[Tensor, Tensor]:
-    """Zeroed int32 split-K workspace [>= M*N] and counters; the kernel leaves both zeroed again."""
+def _workspace(device, M: int, N: int, splits: int) -> tuple[Tensor, Tensor]:
+    """Split-K workspace (one int32 [M, N] plane per slice, >= splits * M * N) and zeroed tile counters;
+    the kernel leaves the counters zeroed again. Cached per device, grown when a call needs more."""
     key = (device.type, device.index)
     ws, cnt = _WS.get(key, (None, None))
-    if ws is None or ws.numel() < M * N:
-        ws = torch.zeros(max(M * N, 1 << 16), dtype=torch.int32, device=device)
+    if ws is None or ws.numel() < splits * M * N:
+        ws = torch.empty(max(splits * M * N, 1 << 16), dtype=torch.int32, device=device)
     need = 2 * (-(-M // 64)) * (-(-N // 64)) + 2
     if cnt is None or cnt.numel() < need:
         cnt = torch.zeros(max(need, 4096), dtype=torch.int32, device=device)
@@ -413,7 +402,7 @@ def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
                 sp = splits
             ws = cnt = None
             if sp > 1:
-                ws, cnt = _workspace(dev, M, N)
+                ws, cnt = _workspace(dev, M, N, sp)
             m.linear(x2, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, 0, c, max_ctas,
                      sp, ws, cnt)
             return out.reshape(*x.shape[:-1], N)
@@ -472,8 +461,8 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     if algo == "sm90":
         M, K, sms = Nb * oh * ow, KH * KW * C, _num_sms(dev.index or 0)
         c = sm90_conv_config(M, O, C, K, sms) if cfg is None else cfg
-        sp = sm90_conv_splits(M, O, K, c, sms) if splits is None else splits
-        ws, cnt = _workspace(dev, M, O) if sp > 1 else (None, None)
+        sp = sm90_conv_splits() if splits is None else splits
+        ws, cnt = _workspace(dev, M, O, sp) if sp > 1 else (None, None)
         m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
                  groups, 4, c, sp, ws, cnt)
         return out
