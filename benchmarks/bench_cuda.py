@@ -111,7 +111,7 @@ def gemm_contenders(M, N, K, sweep_cfg=False, with_alt=False):
             c, sp = cfg, 1
         if splits is not None:
             sp = splits
-        ws, cnt = ck._workspace(torch.device(DEV), M, N, sp) if sp > 1 else (None, None)
+        ws, cnt = ck._workspace(torch.device(DEV), M, N) if sp > 1 else (None, None)
         return [lambda i=i: ext.linear(xs[i], ws_[i], out, bias, scale, mult, shift, None, None, 0.0, -128.0, 127.0,
                                        algo, c, 0, sp, ws, cnt) for i in range(ns)]
 

@@ -168,8 +168,7 @@ def test_linear_bitexact(algo, shape):
 
 @needs_cuda
 @pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
-def test_splitk_counters_left_zeroed():
-    """Repeated split-K calls stay exact: the tile counters are reset to zero by each call's last slice."""
+def test_splitk_workspace_left_zeroed():
     g = torch.Generator().manual_seed(5)
     for (M, K, N, cfg, sp) in [(33, 1024, 200, 7, 4), (100, 2048, 300, 4, 3), (5, 4096, 4096, 7, 8)]:
         x = rand_i8((M, K), g).to(DEV)
@@ -181,8 +180,8 @@ def test_splitk_counters_left_zeroed():
         for _ in range(3):
             got = ck.linear_impl(x, w, *args, algo="sm90", cfg=cfg, splits=sp)
             assert torch.equal(got, expect)
-        _, cnt = ck._workspace(torch.device(DEV), M, N, sp)
-        assert int(cnt.abs().max()) == 0
+        ws, cnt = ck._workspace(torch.device(DEV), M, N)
+        assert int(ws.abs().max()) == 0 and int(cnt.abs().max()) == 0
 
 
 @needs_cuda
@@ -298,14 +297,14 @@ def test_conv2d_sm90_every_tile(case):
                          ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}s{c[7][0]}")
 def test_conv2d_sm90_split_k(case):
     """Split-K over (filter tap, channel block) k-blocks, 2 / 3 / 5 splits (an uneven last split),
-    bit-exact, and the tile counters left zeroed for the next call."""
+    bit-exact, and the workspace left zeroed for the next call."""
     g = torch.Generator().manual_seed(hash(("splitk", case)) & 0xFFFF_FFFF)
     cfg = 0 if case[1] % 128 == 0 else (1 if case[1] % 64 == 0 else 6)
     failures = [f for sp in (2, 3, 5) for v in (EPI_VARIANTS[3], EPI_VARIANTS[7])
                 if (f := conv_mismatch(case, v, g, "sm90", cfg, sp))]
     assert not failures, failures
-    _, cnt = ck._workspace(torch.device(DEV), 1, 1, 1)
-    assert int(cnt.abs().sum()) == 0
+    ws, cnt = ck._workspace(torch.device(DEV), 1, 1)
+    assert int(ws.abs().sum()) == 0 and int(cnt.abs().sum()) == 0
 
 
 def test_sm90_conv_splits_opt_in(monkeypatch):

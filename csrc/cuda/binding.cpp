@@ -60,13 +60,13 @@ int vec_width(int cg, const at::Tensor& x, const at::Tensor& w) {
 
 void check(const char* err) { TORCH_CHECK(err == nullptr, "int8compile cuda kernel: ", err); }
 
-// The split-K workspace: splits planes of M x N int32 and 2 counters per 64 x 64 block, on the device.
+// The split-K workspace: a zeroed M x N int32 plane and 2 zeroed counters per 64 x 64 block, on the device.
 void check_workspace(int64_t splits, int64_t M, int64_t N, const OptT& ws, const OptT& cnt) {
   if (splits <= 1) return;
   TORCH_CHECK(ws.has_value() && cnt.has_value(), "split-K needs a workspace and counters");
   TORCH_CHECK(ws->scalar_type() == at::kInt && cnt->scalar_type() == at::kInt && ws->is_cuda() && cnt->is_cuda(),
               "split-K workspace and counters must be int32 CUDA tensors");
-  TORCH_CHECK(ws->numel() >= splits * M * N, "split-K workspace too small: ", ws->numel(), " < ", splits * M * N);
+  TORCH_CHECK(ws->numel() >= M * N, "split-K workspace too small: ", ws->numel(), " < ", M * N);
   TORCH_CHECK(cnt->numel() >= 2 * ((M + 63) / 64) * ((N + 63) / 64), "split-K counters too few");
 }
 
@@ -108,7 +108,7 @@ void linear(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
 
 // x [N, C, H, W] channels-last int8, w [O, KH, KW, C/groups] int8, out [N, O, OH, OW] channels-last.
 // algo: 0 = mma.sync 128x128, 1 = mma.sync 64x64, 2 = dp4a, 3 = depthwise, 4 = sm90 wgmma (cfg = tile;
-// splits > 1: split-K through the int32 workspace ws [splits, M, O] and zeroed counters cnt, see launch.h).
+// splits > 1: split-K through the zeroed int32 workspace ws [M, O] and counters cnt, see launch.h).
 void conv2d(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const OptT& bias, const at::Tensor& scale,
             const OptT& mult, const OptT& shift, const OptT& residual, const OptT& res_mult, double res_scale,
             double lo, double hi, std::vector<int64_t> stride, std::vector<int64_t> padding,

@@ -318,64 +318,49 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
   }
 }
 
-// Split-K. Each slice stores its partial sums to its own int32 plane of the workspace, ws[sp] = [M, N]
-// (plain 8-byte stores, no atomics, nothing to keep zeroed), then counts itself in on the tile's counter. The warpgroup that arrives last adds the other
-// planes into d, resets the counter to zero and returns true; the others return false.
-template <int BN, typename F>
-__device__ __forceinline__ void for_each_acc_pair(int row0, int n0, int M, F&& f) {
-  const int lane = threadIdx.x & 31, r0 = row0 + (lane >> 2);
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-      if (r0 + 8 * h < M) f(r0 + 8 * h, n0 + 8 * j + 2 * (lane & 3), 4 * j + 2 * h);  // row, col, d index
-}
-
+// Split-K: add this slice's partial sums into the int32 workspace (exact, order-free); returns
+// true in the warpgroup that arrives last for the slice, which then holds the full sums in d and has
+// reset its workspace slice and counter to zero (so the workspace stays zeroed between calls).
 template <int BN>
-__device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt, int* last_flag, int slot, int sp,
+__device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt, int* last_flag, int slot,
                                               int splits, int row0, int n0, int M, int N, int bar_id) {
-  const long long plane = (long long)M * N;
-  const bool pairs = (N & 1) == 0;  // c is even, so (r * N + c) is 8-byte aligned
-  for_each_acc_pair<BN>(row0, n0, M, [&](int r, int c, int i) {
-    int32_t* q = ws + sp * plane + (long long)r * N + c;
-    if (pairs && c + 1 < N) {
-      __stcg(reinterpret_cast<int2*>(q), make_int2(d[i], d[i + 1]));
-    } else {
-      if (c < N) __stcg(q, d[i]);
-      if (c + 1 < N) __stcg(q + 1, d[i + 1]);
+  int lane = threadIdx.x & 31, tid = threadIdx.x & 127;
+  int r0 = row0 + (lane >> 2);
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    int c = n0 + 8 * j + 2 * (lane & 3);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      int r = r0 + 8 * h;
+      if (r < M) {
+        if (c < N) atomicAdd(ws + (long long)r * N + c, d[4 * j + 2 * h]);
+        if (c + 1 < N) atomicAdd(ws + (long long)r * N + c + 1, d[4 * j + 2 * h + 1]);
+      }
     }
-  });
-  // One gpu-scope acq_rel fence per warpgroup (the bar.sync orders the other threads' stores before it),
-  // as CUTLASS's semaphores do: a __threadfence() in every thread is fence.sc.gpu, and those serialise
-  // GPU-wide (split-K ran 3-4 us slower per extra slice with them).
-  const int tid = threadIdx.x & 127;
-  asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
-  if (tid == 0) {
-    asm volatile("fence.acq_rel.gpu;" ::: "memory");
-    const bool l = atomicAdd(cnt + slot, 1) == splits - 1;
-    if (l) asm volatile("fence.acq_rel.gpu;" ::: "memory");
-    *last_flag = l;
   }
+  __threadfence();
   asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
-  const bool last = *last_flag;
+  if (tid == 0) *last_flag = (atomicAdd(cnt + slot, 1) == splits - 1);
+  asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
+  bool last = *last_flag;
   if (last) {
-    for (int o = 0; o < splits; ++o) {
-      if (o == sp) continue;
-      for_each_acc_pair<BN>(row0, n0, M, [&](int r, int c, int i) {
-        const int32_t* q = ws + o * plane + (long long)r * N + c;
-        if (pairs && c + 1 < N) {
-          const int2 v = __ldcg(reinterpret_cast<const int2*>(q));
-          d[i] += v.x;
-          d[i + 1] += v.y;
-        } else {
-          if (c < N) d[i] += __ldcg(q);
-          if (c + 1 < N) d[i + 1] += __ldcg(q + 1);
+    __threadfence();
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      int c = n0 + 8 * j + 2 * (lane & 3);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        int r = r0 + 8 * h;
+        if (r < M) {
+          int32_t* q = ws + (long long)r * N + c;
+          if (c < N) { d[4 * j + 2 * h] = __ldcg(q); __stcg(q, 0); }
+          if (c + 1 < N) { d[4 * j + 2 * h + 1] = __ldcg(q + 1); __stcg(q + 1, 0); }
         }
-      });
+      }
     }
     if (tid == 0) cnt[slot] = 0;
   }
-  asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");  // last_flag is read before it is rewritten
+  asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
   return last;
 }
 
@@ -528,7 +513,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         int32_t* dm = d + mb * (BN / 2);
         if (splits > 1) {
           int slot = PP ? t * WGM + mb : t * NCONS + c;
-          if (!splitk_reduce<BN>(dm, ws, cnt, &s.last[c], slot, sp, splits, row0, n0, M, N, 1 + c)) continue;
+          if (!splitk_reduce<BN>(dm, ws, cnt, &s.last[c], slot, splits, row0, n0, M, N, 1 + c)) continue;
         }
         int8_t* otile = nullptr;
         if constexpr (OS_::ON)

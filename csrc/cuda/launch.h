@@ -8,8 +8,8 @@
 namespace i8c {
 
 // Hopper wgmma GEMM (linear). cfg selects the tile shape (see gemm_sm90.cu). K % 16 == 0.
-// splits > 1: split-K over CTAs, each slice's partial sums in its own plane of the int32 workspace
-// ws [splits, M, N], counted in on the zero-initialised counters cnt (>= tiles * 2 ints, left zeroed).
+// splits > 1: split-K over CTAs, partial sums reduced in the zero-initialised int32 workspace ws [M, N]
+// with per-slice counters cnt (>= tiles * 2 ints); both are left zeroed.
 const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                       int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream);
 

@@ -345,13 +345,12 @@ def _im2col_unfit(x: Tensor, w: Tensor, groups: int, stride, padding, dilation, 
 _WS: dict = {}
 
 
-def _workspace(device, M: int, N: int, splits: int) -> tuple[Tensor, Tensor]:
-    """Split-K workspace (one int32 [M, N] plane per slice, >= splits * M * N) and zeroed tile counters;
-    the kernel leaves the counters zeroed again. Cached per device, grown when a call needs more."""
+def _workspace(device, M: int, N: int) -> tuple[Tensor, Tensor]:
+    """Zeroed int32 split-K workspace [>= M*N] and counters; the kernel leaves both zeroed again."""
     key = (device.type, device.index)
     ws, cnt = _WS.get(key, (None, None))
-    if ws is None or ws.numel() < splits * M * N:
-        ws = torch.empty(max(splits * M * N, 1 << 16), dtype=torch.int32, device=device)
+    if ws is None or ws.numel() < M * N:
+        ws = torch.zeros(max(M * N, 1 << 16), dtype=torch.int32, device=device)
     need = 2 * (-(-M // 64)) * (-(-N // 64)) + 2
     if cnt is None or cnt.numel() < need:
         cnt = torch.zeros(max(need, 4096), dtype=torch.int32, device=device)
@@ -402,7 +401,7 @@ def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
                 sp = splits
             ws = cnt = None
             if sp > 1:
-                ws, cnt = _workspace(dev, M, N, sp)
+                ws, cnt = _workspace(dev, M, N)
             m.linear(x2, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, 0, c, max_ctas,
                      sp, ws, cnt)
             return out.reshape(*x.shape[:-1], N)
@@ -462,7 +461,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
         M, K, sms = Nb * oh * ow, KH * KW * C, _num_sms(dev.index or 0)
         c = sm90_conv_config(M, O, C, K, sms) if cfg is None else cfg
         sp = sm90_conv_splits() if splits is None else splits
-        ws, cnt = _workspace(dev, M, O, sp) if sp > 1 else (None, None)
+        ws, cnt = _workspace(dev, M, O) if sp > 1 else (None, None)
         m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
                  groups, 4, c, sp, ws, cnt)
         return out
