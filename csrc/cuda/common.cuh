@@ -121,9 +121,9 @@ __device__ __forceinline__ ChanP chan_from(const int32_t* ep, int stride, int i)
 
 // One tile's per-channel epilogue parameters in registers (PER channels per thread): loaded before
 // the tile's main loop so the global-memory latency hides behind it (chan_load), then written to the
-// shared layout of stage_chan plus c = bias * mult + 2^(shift-1) at ep[4 * stride] as int64, plus one
-// 16-byte record per channel at ep[6 * stride] for the fast staged epilogue (read by fast_i8):
-// ep needs 10 * stride ints, 16-byte aligned.
+// shared layout of stage_chan plus one 16-byte record per channel at ep[4 * stride] for the fast
+// epilogues (fast_i8, chan_from_fast): fixed point {mult, shift - 32, c lo, c hi} with
+// c = bias * mult + 2^(shift-1), float {bias, scale bits, 0, 0}. ep needs 8 * stride ints, 16-byte aligned.
 template <int PER>
 struct ChanRegs {
   int32_t b[PER], m[PER], sh[PER], rm[PER];  // m: mult (fixed) or the scale's bits (float modes)
@@ -156,8 +156,7 @@ __device__ __forceinline__ ChanRegs<PER> chan_load(const EpiParams& p, int n0, i
 template <int PER>
 __device__ __forceinline__ bool chan_store(const EpiParams& p, const ChanRegs<PER>& r, int32_t* ep, int stride,
                                            int count, int K, int tid, int nthreads) {
-  long long* c64 = reinterpret_cast<long long*>(ep + 4 * stride);
-  int4* rec = reinterpret_cast<int4*>(ep + 6 * stride);
+  int4* rec = reinterpret_cast<int4*>(ep + 4 * stride);
   const long long bias_room = 2147483647ll - 16384ll * K;
   bool fast = true;
 #pragma unroll
@@ -171,8 +170,8 @@ __device__ __forceinline__ bool chan_store(const EpiParams& p, const ChanRegs<PE
     long long b = r.b[k];
     if (p.mode == INT8_FIXED) {
       fast = fast && r.sh[k] >= 32 && r.sh[k] <= 62;
-      c64[i] = b * (long long)r.m[k] + ((1ll << (r.sh[k] & 63)) >> 1);
-      rec[i] = make_int4(r.m[k], r.sh[k] - 32, (int)(unsigned)c64[i], (int)(c64[i] >> 32));
+      const long long c = b * (long long)r.m[k] + ((1ll << (r.sh[k] & 63)) >> 1);
+      rec[i] = make_int4(r.m[k], r.sh[k] - 32, (int)(unsigned)c, (int)(c >> 32));
     } else {
       fast = fast && b <= bias_room && -b <= bias_room;
       rec[i] = make_int4(r.b[k], r.m[k], 0, 0);
@@ -183,7 +182,8 @@ __device__ __forceinline__ bool chan_store(const EpiParams& p, const ChanRegs<PE
 
 __device__ __forceinline__ ChanP chan_from_fast(const int32_t* ep, int stride, int i) {
   ChanP q = chan_from(ep, stride, i);
-  q.c = reinterpret_cast<const long long*>(ep + 4 * stride)[i];
+  const int4 r = reinterpret_cast<const int4*>(ep + 4 * stride)[i];
+  q.c = ((long long)r.w << 32) | (unsigned)r.z;
   return q;
 }
 

@@ -170,7 +170,7 @@ struct Smem {
   uint64_t empty[STAGES];
   int last[4];
   int turn;  // ping-pong: index of the unit whose main loop may run next
-  alignas(16) int32_t ep[2][10 * BN];  // per consumer: the tile's channel parameters (chan_store layout)
+  alignas(16) int32_t ep[2][8 * BN];  // per consumer: the tile's channel parameters (chan_store layout)
 };
 
 // int8 output tiles are staged in shared memory, 64 x BN per block, dense rows in the TMA swizzle of
@@ -243,7 +243,7 @@ __device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, bool fi
 template <int BN, int MODE, bool RES>
 __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d, int r0, int lr, int n0, int M,
                                            int N, const int32_t* ep, int8_t* otile) {
-  const int4* rec = reinterpret_cast<const int4*>(ep + 6 * BN);
+  const int4* rec = reinterpret_cast<const int4*>(ep + 4 * BN);
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
@@ -318,26 +318,30 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
   }
 }
 
+// Calls f(row, col, i) for each pair of adjacent accumulators d[i], d[i + 1] (columns col, col + 1) this
+// thread holds in a 64-row block of a wgmma tile whose rows are < M.
+template <int BN, typename F>
+__device__ __forceinline__ void for_each_acc_pair(int row0, int n0, int M, F&& f) {
+  const int lane = threadIdx.x & 31, r0 = row0 + (lane >> 2);
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      if (r0 + 8 * h < M) f(r0 + 8 * h, n0 + 8 * j + 2 * (lane & 3), 4 * j + 2 * h);
+}
+
 // Split-K: add this slice's partial sums into the int32 workspace (exact, order-free); returns
 // true in the warpgroup that arrives last for the slice, which then holds the full sums in d and has
 // reset its workspace slice and counter to zero (so the workspace stays zeroed between calls).
 template <int BN>
 __device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt, int* last_flag, int slot,
                                               int splits, int row0, int n0, int M, int N, int bar_id) {
-  int lane = threadIdx.x & 31, tid = threadIdx.x & 127;
-  int r0 = row0 + (lane >> 2);
-#pragma unroll
-  for (int j = 0; j < BN / 8; ++j) {
-    int c = n0 + 8 * j + 2 * (lane & 3);
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      int r = r0 + 8 * h;
-      if (r < M) {
-        if (c < N) atomicAdd(ws + (long long)r * N + c, d[4 * j + 2 * h]);
-        if (c + 1 < N) atomicAdd(ws + (long long)r * N + c + 1, d[4 * j + 2 * h + 1]);
-      }
-    }
-  }
+  const int tid = threadIdx.x & 127;
+  for_each_acc_pair<BN>(row0, n0, M, [&](int r, int c, int i) {
+    int32_t* q = ws + (long long)r * N + c;
+    if (c < N) atomicAdd(q, d[i]);
+    if (c + 1 < N) atomicAdd(q + 1, d[i + 1]);
+  });
   __threadfence();
   asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
   if (tid == 0) *last_flag = (atomicAdd(cnt + slot, 1) == splits - 1);
@@ -345,19 +349,11 @@ __device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt,
   bool last = *last_flag;
   if (last) {
     __threadfence();
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      int c = n0 + 8 * j + 2 * (lane & 3);
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        int r = r0 + 8 * h;
-        if (r < M) {
-          int32_t* q = ws + (long long)r * N + c;
-          if (c < N) { d[4 * j + 2 * h] = __ldcg(q); __stcg(q, 0); }
-          if (c + 1 < N) { d[4 * j + 2 * h + 1] = __ldcg(q + 1); __stcg(q + 1, 0); }
-        }
-      }
-    }
+    for_each_acc_pair<BN>(row0, n0, M, [&](int r, int c, int i) {
+      int32_t* q = ws + (long long)r * N + c;
+      if (c < N) { d[i] = __ldcg(q); __stcg(q, 0); }
+      if (c + 1 < N) { d[i + 1] = __ldcg(q + 1); __stcg(q + 1, 0); }
+    });
     if (tid == 0) cnt[slot] = 0;
   }
   asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");

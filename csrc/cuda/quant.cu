@@ -172,8 +172,8 @@ const char* fold_kw(const int8_t* x, int8_t* y, int N, int H, int W, int C, int 
   if (Cp % 16 || Cp < KW * C) return "fold_kw: Cp must be a multiple of 16 and >= KW * C";
   if ((uintptr_t)y % 16) return "fold_kw: output must be 16-byte aligned";
   const long long span = ((long long)(OW - 1) * sw + (long long)(KW - 1) * dw + 1) * C;  // staged row bytes
-  const size_t smem = 2 * Cp + span + 1;
-  if (span + 1 > 32767 || smem > 48 * 1024) return "fold_kw: input row too wide to stage in shared memory";
+  const size_t smem = 2 * Cp + span;  // the offset table, then the row (offset `span` marks a zero byte)
+  if (span > 32767 || smem > 48 * 1024) return "fold_kw: input row too wide to stage in shared memory";
   const int rows = N * H;
   if (rows == 0 || OW == 0) return nullptr;
   const int blocks = std::min(rows, 132 * 16);  // 16 rows in flight per SM hide the row loads' latency
