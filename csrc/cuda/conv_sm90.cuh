@@ -12,11 +12,11 @@ namespace i8c {
 // several CTAs per SM, so one's epilogue overlaps the others' loads and MMAs (output-heavy, small-K layers):
 //   7 = 128x64 BK 64 (4 stages, 2 CTAs), 8 = 128x64 BK 128 (3, 2 CTAs), 10 = 64x64 BK 128 (3, 3 CTAs),
 //   11 = 64x128 BK 64 (4, 3 CTAs), 12 = 64x64 BK 32 (8, 4 CTAs), 13 = 128x64 BK 32 (6, 2 CTAs) (the
-//   last two for the folded stem), 14 = 128x64 BK 64 (3, 3 CTAs), 15 = 64x128 BK 64 (2, 4 CTAs) (14 and
-//   15 fit their registers only with an epilogue-specialised kernel). (9 = 64x64 BK 64 at 4 CTAs per SM
-//   was slower everywhere measured and is gone; the numbers stay stable.)
+//   last two for the folded stem), 14 = 128x64 BK 64 (3, 3 CTAs; fits its registers only in the
+//   epilogue-specialised kernels without a residual). (9 = 64x64 BK 64 at 4 CTAs per SM was slower
+//   everywhere measured and is gone; the numbers stay stable. 64x128 at 4 CTAs spilled 10-270 bytes.)
 // (128x128 spills at two CTAs per SM.) Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
-static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32, 64, 64};
+static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32, 64};
 static constexpr int kConvConfigs = sizeof(kConvBK) / sizeof(int);
 
 template <int EPI>
@@ -41,7 +41,6 @@ const char* conv_sm90_cfg(int cfg, const ConvShape& s, const int8_t* x, const in
     case 12: return I8C_CONV(64, 64, 32, 8, 4);
     case 13: return I8C_CONV(128, 64, 32, 6, 2);
     case 14: return I8C_CONV(128, 64, 64, 3, 3);
-    case 15: return I8C_CONV(64, 128, 64, 2, 4);
     default: return "unknown conv_sm90 tile config";
   }
 #undef I8C_CONV
