@@ -1,5 +1,7 @@
 // The wgmma implicit-GEMM conv2d: its entry point, and the tile configs with every epilogue compiled
 // in (float outputs and split-K take these). conv_sm90_<mode>.cu hold the epilogue-specialised ones.
+#include <cstdlib>
+
 #include "conv_sm90.cuh"
 
 namespace i8c {
@@ -11,7 +13,9 @@ const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t
   if (s.groups != 1) return "conv_sm90: groups must be 1";
   if (cfg < 0 || cfg >= kConvConfigs) return "unknown conv_sm90 tile config";
   if (s.C % kConvBK[cfg]) return "conv_sm90: channels must be a multiple of the k-block";
-  if (splits <= 1 && p.mode != FLOAT_OUT) {
+  // INT8COMPILE_SM90_CONV_GENERIC=1: the kernels with every epilogue only (A/B of the specialised ones)
+  const char* generic = std::getenv("INT8COMPILE_SM90_CONV_GENERIC");
+  if (splits <= 1 && p.mode != FLOAT_OUT && !(generic && generic[0] == '1')) {
     const bool res = p.residual != nullptr;
     if (p.mode == INT8_FLOAT)
       return res ? conv_sm90_cfg<epi_code(INT8_FLOAT, true)>(cfg, s, x, w, p, num_sms, 1, ws, cnt, stream)

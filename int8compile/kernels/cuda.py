@@ -20,6 +20,8 @@ Importing this module never builds or touches CUDA; the extension is compiled on
   INT8COMPILE_SM90_CFG  = one of SM90_TILES          force the wgmma GEMM tile (see gemm_sm90.cu)
   INT8COMPILE_SM90_CONV_CFG = one of SM90_CONV_TILES force the wgmma conv tile (see conv_sm90.cu)
   INT8COMPILE_SM90_SPLITS / _SM90_CONV_SPLITS = n    split-K factor of the wgmma GEMM / conv (default 1)
+  INT8COMPILE_SM90_CONV_GENERIC = 1                  int8 convs on the kernels with every epilogue compiled in
+                                                     instead of the epilogue-specialised ones (A/B)
   INT8COMPILE_CUDA_EMULATE_CC = 75                   act as a GPU of that compute capability: build PTX for
                                                      it (JIT-compiled onto this GPU by the driver) and route
                                                      as there, so an older GPU's code paths run here
