@@ -284,10 +284,13 @@ def test_conv2d_bitexact(algo, case):
 @pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
 @pytest.mark.parametrize("case", SM90_CONV_CASES, ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}s{c[7][0]}")
 def test_conv2d_sm90_every_tile(case):
-    """Every wgmma conv tile config whose k-block divides C, bit-exact in two epilogue variants."""
+    """Every wgmma conv tile config whose k-block divides C, bit-exact with each of the four int8
+    epilogues (each its own specialised kernel: float / fixed requant, with and without residual) and
+    a float output (the kernel with every epilogue)."""
     g = torch.Generator().manual_seed(hash(case) & 0xFFFF_FFFF)
+    variants = [EPI_VARIANTS[i] for i in (0, 1, 2, 3, 7)]
     failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0
-                for v in (EPI_VARIANTS[3], EPI_VARIANTS[7]) if (f := conv_mismatch(case, v, g, "sm90", cfg))]
+                for v in variants if (f := conv_mismatch(case, v, g, "sm90", cfg))]
     assert not failures, failures
 
 

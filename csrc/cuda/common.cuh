@@ -320,6 +320,13 @@ __device__ __forceinline__ void copy_out_i8(const EpiParams& p, const int8_t* ot
 }
 
 // Dispatch a runtime (mode, residual) pair to a templated functor call: f.template run<MODE,RES>().
+// A kernel's compile-time epilogue: one int8 (mode, residual) pair, so only that path's code and
+// registers are in the kernel, or EPI_ANY (every mode, dispatched at run time per call).
+constexpr int EPI_ANY = -1;
+__host__ __device__ constexpr int epi_code(int mode, bool residual) { return 2 * mode + (residual ? 1 : 0); }
+__host__ __device__ constexpr int epi_mode(int epi) { return epi / 2; }
+__host__ __device__ constexpr bool epi_residual(int epi) { return epi % 2 != 0; }
+
 #define I8C_EPI_DISPATCH(p, ...)                                                   \
   do {                                                                             \
     if ((p).mode == ::i8c::FLOAT_OUT) { __VA_ARGS__(::i8c::FLOAT_OUT, false); }    \

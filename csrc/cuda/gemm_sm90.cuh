@@ -369,7 +369,9 @@ __device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt,
 template <int BM, bool PP, int CPS>
 constexpr int cta_threads() { return (PP ? 2 : BM / 64) * 128 + (CPS == 1 ? 128 : 32); }
 
-template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV>
+// EPI: the epilogue compiled in (EPI_ANY, or one int8 (mode, residual) pair: no run-time dispatch and
+// no split-K, so fewer registers and no spills at three or four CTAs per SM).
+template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV, int EPI>
 __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB,
                 const __grid_constant__ CUtensorMap tmOut, int M, int N, int K, EpiParams p, int splits, int32_t* ws,
@@ -507,7 +509,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       for (int mb = 0; mb < WGM; ++mb) {
         const int row0 = tm * BM + (PP ? mb : c) * 64 + (tid / 32) * 16;
         int32_t* dm = d + mb * (BN / 2);
-        if (splits > 1) {
+        if (EPI == EPI_ANY && splits > 1) {
           int slot = PP ? t * WGM + mb : t * NCONS + c;
           if (!splitk_reduce<BN>(dm, ws, cnt, &s.last[c], slot, splits, row0, n0, M, N, 1 + c)) continue;
         }
@@ -519,7 +521,8 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
 #define I8C_SM90_EPI(MODE_, RES_)                                                              \
   if (fast) epilogue<BN, MODE_, RES_, true, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC); \
   else epilogue<BN, MODE_, RES_, false, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC)
-        I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
+        if constexpr (EPI == EPI_ANY) I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
+        else I8C_SM90_EPI(epi_mode(EPI), epi_residual(EPI));
 #undef I8C_SM90_EPI
       }
     }
@@ -574,7 +577,7 @@ static const char* make_im2col_map(CUtensorMap* map, const void* x, const ConvSh
 }
 
 // Launch one instantiation. conv == nullptr: linear (A = x [M, K]); else A is the im2col view of x.
-template <int BM, int BN, int BK, int STAGES, bool PP, int CPS = 1, bool CONV = false>
+template <int BM, int BN, int BK, int STAGES, bool PP, int CPS = 1, bool CONV = false, int EPI = EPI_ANY>
 static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                           int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream,
                           const ConvShape* conv = nullptr) {
@@ -596,7 +599,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   const bool tma_out = OS_::ON && p.mode != FLOAT_OUT && (uintptr_t)p.out % 16 == 0 && p.ldo % 16 == 0 &&
                        make_map(&mc, p.out, M, N, 64, BN, p.ldo) == nullptr;
   size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES>)) + 1024;
-  auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV>;
+  auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV, EPI>;
   static bool attr_set = false;  // per instantiation
   if (!attr_set) {
     if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
@@ -605,6 +608,8 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   }
   if (splits < 1) splits = 1;
   if (splits > 1 && (!ws || !cnt)) return "split-K needs a workspace";
+  if (EPI != EPI_ANY && (splits > 1 || p.mode != epi_mode(EPI) || (p.residual != nullptr) != epi_residual(EPI)))
+    return "internal: epilogue-specialised kernel launched for another epilogue or with split-K";
   const int num_n = (N + BN - 1) / BN;
   int units = ((M + BM - 1) / BM) * num_n * splits;
   int grid = units < num_sms * CPS ? units : num_sms * CPS;

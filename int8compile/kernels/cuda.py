@@ -20,6 +20,8 @@ Importing this module never builds or touches CUDA; the extension is compiled on
   INT8COMPILE_SM90_CFG  = one of SM90_TILES          force the wgmma GEMM tile (see gemm_sm90.cu)
   INT8COMPILE_SM90_CONV_CFG = one of SM90_CONV_TILES force the wgmma conv tile (see conv_sm90.cu)
   INT8COMPILE_SM90_SPLITS / _SM90_CONV_SPLITS = n    split-K factor of the wgmma GEMM / conv (default 1)
+  INT8COMPILE_SM90_CONV_GENERIC = 1                  int8 convs on the kernels with every epilogue compiled in
+                                                     instead of the epilogue-specialised ones (A/B)
   INT8COMPILE_CUDA_EMULATE_CC = 75                   act as a GPU of that compute capability: build PTX for
                                                      it (JIT-compiled onto this GPU by the driver) and route
                                                      as there, so an older GPU's code paths run here
@@ -41,7 +43,9 @@ TARGET_DP4A = "cuda_dp4a"
 PRIORITY = 20           # above cpu targets; reference is 0
 PRIORITY_DP4A = 5       # only picked when the tensor-core kernels decline (or asked for by name)
 K_LIMIT = 132_104       # int32 accumulation bound (docs/numerics.md section 3)
-SOURCES = ("cuda/binding.cpp", "cuda/gemm_sm90.cu", "cuda/conv_sm90.cu", "cuda/igemm.cu", "cuda/quant.cu")
+SOURCES = ("cuda/binding.cpp", "cuda/gemm_sm90.cu", "cuda/conv_sm90.cu", "cuda/conv_sm90_float.cu",
+           "cuda/conv_sm90_float_res.cu", "cuda/conv_sm90_fixed.cu", "cuda/conv_sm90_fixed_res.cu", "cuda/igemm.cu",
+           "cuda/quant.cu")
 FLOAT_OUT = (torch.float32, torch.float16, torch.bfloat16)
 EMULATE_ENV = "INT8COMPILE_CUDA_EMULATE_CC"
 # The mma.sync target's minimum compute capability. sm75 runs the m8n8k16 build; it was verified by the
@@ -282,7 +286,7 @@ def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
 SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: (128, 64, 64),
                    4: (128, 256, 128), 5: (64, 128, 64), 6: (128, 64, 32), 7: (128, 64, 64),
                    8: (128, 64, 128), 10: (64, 64, 128), 11: (64, 128, 64),
-                   12: (64, 64, 32), 13: (128, 64, 32)}
+                   12: (64, 64, 32), 13: (128, 64, 32), 14: (128, 64, 64)}
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
 FOLD_MAX_ROW_BYTES = 32000  # fold_kw stages one input row's window range in shared memory

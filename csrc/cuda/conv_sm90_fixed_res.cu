@@ -1,0 +1,6 @@
+// The wgmma conv tile configs (conv_sm90.cuh) with one epilogue compiled in: int8 out, fixed-point requant, with residual add.
+#include "conv_sm90.cuh"
+
+namespace i8c {
+I8C_CONV_SM90_INSTANCE(, epi_code(INT8_FIXED, true));
+}  // namespace i8c
