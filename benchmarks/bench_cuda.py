@@ -184,7 +184,8 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False):
                                                        **kw)
                             for i in range(ns)], reps=15)
     r = {"ours": ours()}
-    if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the folded stem: its fold pass alone
+    if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the stem: also as a folded conv, and its fold pass alone
+        r["folded conv"] = ours(algo="fold")
         xf = torch.empty(batch, ck.FOLD_CHANNELS, H, ow, dtype=torch.int8, device=DEV,
                          memory_format=torch.channels_last)
         r["fold pass"] = bench_graph([lambda i=i: ck.ext().fold_kw(xs[i], xf, k, s, 1, p) for i in range(ns)],

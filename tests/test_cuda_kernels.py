@@ -230,8 +230,12 @@ CONV_CASES = [  # N, C, H, W, O, KH, KW, stride, padding, dilation, groups
     (3, 64, 9, 11, 200, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),     # 1x1, C = 64, M = 297 and O tails
     (2, 32, 15, 15, 40, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),     # C = 32: 32-byte k-blocks
     (1, 96, 9, 9, 64, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),       # C = 96
-    (3, 3, 40, 38, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),      # stem, folded: KW * C = 21 channels
+    FOLDED_STEM := (3, 3, 40, 38, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),  # stem, folded: KW * C = 21
     (1, 4, 13, 11, 16, 3, 5, (1, 2), (1, 1, 2, 0), (2, 1), 1),      # folded, stride / dilation / padding mixed
+    # the built-A stem kernel on sm90 (algo "stem"): W * C % 4 == 0
+    STEM := (2, 3, 24, 20, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),  # 7x7 stride 2, M = 240
+    (1, 4, 13, 12, 16, 3, 5, (1, 2), (1, 1, 2, 0), (2, 1), 1),      # row dilation, asymmetric padding
+    (3, 3, 9, 8, 72, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),        # O = 72: two column blocks
 ]
 SM90_CONV_CASES = [c for c in CONV_CASES if c[10] == 1 and c[1] % 32 == 0]
 
@@ -241,7 +245,7 @@ def algos_conv():
         return []
     cc = ck._capability()
     algos = ["auto", "mma", "mma64", "dp4a"] if cc >= (7, 5) else ["auto", "dp4a"]
-    return algos + (["sm90", "fold"] if cc == (9, 0) else [])
+    return algos + (["sm90", "fold", "stem"] if cc == (9, 0) else [])
 
 
 def conv_mismatch(case, variant, g, algo, cfg=None, splits=None):
@@ -407,7 +411,8 @@ def test_sanitizer_small():
     for case in (CONV_CASES[0], CONV_CASES[3], CONV_CASES[7], CONV_CASES[9]) + tuple(SM90_CONV_CASES[-6:-1]):
         test_conv2d_bitexact("auto", case)
     if ck._capability() == (9, 0):
-        test_conv2d_bitexact("fold", CONV_CASES[-2])   # folded stem
+        test_conv2d_bitexact("fold", FOLDED_STEM)
+        test_conv2d_bitexact("stem", STEM)
         test_conv2d_sm90_every_tile(SM90_CONV_CASES[0])
     test_quantize_bitexact(torch.float16, (3, 5, 7, 9), "nchw")
     test_dequantize_bitexact(torch.bfloat16, (1001,), "flat")

@@ -109,22 +109,30 @@ void linear(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
 // x [N, C, H, W] channels-last int8, w [O, KH, KW, C/groups] int8, out [N, O, OH, OW] channels-last.
 // algo: 0 = mma.sync 128x128, 1 = mma.sync 64x64, 2 = dp4a, 3 = depthwise, 4 = sm90 wgmma (cfg = tile;
 // splits > 1: split-K through the zeroed int32 workspace ws [M, O] and counters cnt, see launch.h).
+i8c::ConvShape conv_shape(const at::Tensor& x, const at::Tensor& out, int O, int KH, int KW, int Cg, int groups,
+                          const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                          const std::vector<int64_t>& dilation) {
+  i8c::ConvShape s{};
+  s.N = (int)x.size(0); s.C = (int)x.size(1); s.H = (int)x.size(2); s.W = (int)x.size(3);
+  s.O = O; s.KH = KH; s.KW = KW; s.Cg = Cg;
+  s.OH = (int)out.size(2); s.OW = (int)out.size(3);
+  s.groups = groups; s.Og = s.O / s.groups;
+  s.sh = (int)stride[0]; s.sw = (int)stride[1];
+  s.pt = (int)padding[0]; s.pl = (int)padding[2];
+  s.dh = (int)dilation[0]; s.dw = (int)dilation[1];
+  s.M = s.N * s.OH * s.OW;
+  s.K = s.KH * s.KW * s.Cg;
+  return s;
+}
+
 void conv2d(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const OptT& bias, const at::Tensor& scale,
             const OptT& mult, const OptT& shift, const OptT& residual, const OptT& res_mult, double res_scale,
             double lo, double hi, std::vector<int64_t> stride, std::vector<int64_t> padding,
             std::vector<int64_t> dilation, int64_t groups, int64_t algo, int64_t cfg, int64_t splits, const OptT& ws,
             const OptT& cnt) {
   c10::cuda::CUDAGuard guard(x.device());
-  i8c::ConvShape s{};
-  s.N = (int)x.size(0); s.C = (int)x.size(1); s.H = (int)x.size(2); s.W = (int)x.size(3);
-  s.O = (int)w.size(0); s.KH = (int)w.size(1); s.KW = (int)w.size(2); s.Cg = (int)w.size(3);
-  s.OH = (int)out.size(2); s.OW = (int)out.size(3);
-  s.groups = (int)groups; s.Og = s.O / s.groups;
-  s.sh = (int)stride[0]; s.sw = (int)stride[1];
-  s.pt = (int)padding[0]; s.pl = (int)padding[2];
-  s.dh = (int)dilation[0]; s.dw = (int)dilation[1];
-  s.M = s.N * s.OH * s.OW;
-  s.K = s.KH * s.KW * s.Cg;
+  auto s = conv_shape(x, out, (int)w.size(0), (int)w.size(1), (int)w.size(2), (int)w.size(3), (int)groups, stride,
+                      padding, dilation);
   auto p = make_epi(out, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, s.O);
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   if (s.M == 0 || s.O == 0) return;
@@ -141,6 +149,22 @@ void conv2d(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const Opt
   }
   int vec = vec_width(s.Cg, x, w);
   check(i8c::igemm((int)algo, s, x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), p, vec, stream));
+}
+
+// The stem on Hopper: x [N, C, H, W] channels-last int8 with KW * C <= 32, wf [O, KH, 32] int8 (each
+// filter row's KW * C bytes, zero-padded), out [N, O, OH, OW] channels-last; see conv_sm90_built.
+void conv2d_stem(const at::Tensor& x, const at::Tensor& wf, at::Tensor& out, const OptT& bias, const at::Tensor& scale,
+                 const OptT& mult, const OptT& shift, const OptT& residual, const OptT& res_mult, double res_scale,
+                 double lo, double hi, int64_t KW, std::vector<int64_t> stride, std::vector<int64_t> padding,
+                 std::vector<int64_t> dilation) {
+  c10::cuda::CUDAGuard guard(x.device());
+  TORCH_CHECK(wf.dim() == 3 && wf.size(2) == 32 && wf.is_contiguous(), "conv2d_stem: wf must be [O, KH, 32]");
+  auto s = conv_shape(x, out, (int)wf.size(0), (int)wf.size(1), (int)KW, (int)x.size(1), 1, stride, padding,
+                      dilation);
+  auto p = make_epi(out, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, s.O);
+  if (s.M == 0 || s.O == 0) return;
+  check(i8c::conv_sm90_built(s, x.data_ptr<int8_t>(), wf.data_ptr<int8_t>(), p, num_sms(),
+                             c10::cuda::getCurrentCUDAStream().stream()));
 }
 
 // layout 0: same memory order (x dense), layout 1: x NCHW contiguous -> q channels-last.
@@ -173,4 +197,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("quantize", &quantize);
   m.def("dequantize", &dequantize);
   m.def("fold_kw", &fold_kw);
+  m.def("conv2d_stem", &conv2d_stem);
 }

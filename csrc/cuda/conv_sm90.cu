@@ -26,4 +26,16 @@ const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t
   return conv_sm90_cfg<EPI_ANY>(cfg, s, x, w, p, num_sms, splits, ws, cnt, stream);
 }
 
+const char* conv_sm90_built(const ConvShape& s, const int8_t* x, const int8_t* wf, const EpiParams& p, int num_sms,
+                            cudaStream_t stream) {
+  if (s.groups != 1 || s.dw != 1) return "conv_sm90_built: needs groups == 1 and no column dilation";
+  if (s.KW * s.C > 32) return "conv_sm90_built: a filter row must fit 32 bytes (KW * C <= 32)";
+  if ((s.W * s.C) % 4 || (uintptr_t)x % 4 || (uintptr_t)wf % 16)
+    return "conv_sm90_built: needs 4-byte input rows and aligned x / weights";
+  ConvShape f = s;
+  f.K = s.KH * 32;  // the weights' (and A's) k layout: one zero-padded 32-byte block per filter row
+  return sm90::launch<128, 64, 32, 12, false, 1, true, EPI_ANY, true>(x, wf, f.M, f.O, f.K, p, num_sms, 0, 1,
+                                                                      nullptr, nullptr, stream, &f);
+}
+
 }  // namespace i8c

@@ -26,6 +26,9 @@ namespace sm90 {
 struct ConvGeom {
   int OH, OW, sh, sw, pt, pl, dh, dw, KW, cblocks;  // cblocks = C / BK (k-blocks per filter tap)
   int plain;  // 1x1, stride 1, no padding: A is the plain [M, C] matrix, loaded by tiled TMA
+  // BUILT kernels (the stem): the NHWC input, read by the producer warpgroup itself
+  const int8_t* x;
+  int H, W, C;
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -44,6 +47,13 @@ __device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
 __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
 #ifdef I8C_SM90
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes)
+               : "memory");
+#endif
+}
+// Expect `bytes` more transaction bytes in the barrier's current phase, without arriving.
+__device__ __forceinline__ void mbar_expect_tx_only(uint64_t* bar, uint32_t bytes) {
+#ifdef I8C_SM90
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes)
                : "memory");
 #endif
 }
@@ -360,6 +370,63 @@ __device__ __forceinline__ bool splitk_reduce(int32_t* d, int32_t* ws, int* cnt,
   return last;
 }
 
+// The BUILT producer (a conv whose filter rows are short, KW * C <= 32 bytes with dw == 1: the RGB stem):
+// its whole warpgroup writes the A tiles instead of a TMA im2col load. k-block kh of output pixel m is
+// the KW * C contiguous bytes of input row oh * sh - pt + kh * dh from byte (ow * sw - pl) * C, zero
+// outside the image and after KW * C: nine aligned 4-byte loads, funnel shifts, two 16-byte stores in
+// the 32-byte swizzle. The weights ([O, KH, 32]: each filter row zero-padded to 32) come by TMA.
+// Needs W * C % 4 == 0 and a 4-byte aligned x; one A row per producer thread (BM == 128, BK == 32).
+template <int BM, int BN, int BK, int STAGES>
+__device__ __forceinline__ void build_producer(Smem<BM, BN, BK, STAGES>& s, const CUtensorMap* tmB,
+                                               const ConvGeom& g, int M, int units, int splits, int num_m,
+                                               int num_n, bool fixed_n, int ktiles, int kps) {
+  static_assert(BM == 128 && BK == 32, "one 32-byte A row per producer thread");
+  const int r = threadIdx.x % 128;
+  const int row_words = g.W * g.C / 4, L = g.KW * g.C;
+  int it = 0;
+  for (int u = blockIdx.x; u < units; u += gridDim.x) {
+    const int t = u / splits, sp = u - t * splits;
+    const int kb = sp * kps, ke = min(ktiles, kb + kps);
+    int tm, tn;
+    tile_coords(t, num_m, num_n, fixed_n, tm, tn);
+    const int m = tm * BM + r, plane = g.OH * g.OW;
+    const int n = m / plane, oh = (m - n * plane) / g.OW, ow = m - n * plane - oh * g.OW;
+    const int b0 = (ow * g.sw - g.pl) * g.C;     // the window row's first byte (< 0 in the left padding)
+    const int q0 = b0 >> 2, shift = (b0 & 3) * 8;  // its word (rounded down) and byte offset in it
+    const int32_t* img = reinterpret_cast<const int32_t*>(g.x) + (long long)n * g.H * row_words;
+    for (int kt = kb; kt < ke; ++kt, ++it) {
+      const int st = it % STAGES, ph = (it / STAGES) & 1;
+      mbar_wait(&s.empty[st], ph ^ 1);
+      if (r == 0) {
+        mbar_expect_tx_only(&s.full[st], BN * BK);
+        tma_load_2d(s.B[st], tmB, &s.full[st], kt * BK, tn * BN);
+      }
+      const int h = oh * g.sh - g.pt + kt * g.dh;
+      const bool row_ok = m < M && h >= 0 && h < g.H;
+      const int32_t* src = img + (long long)h * row_words;
+      uint32_t w[9];
+#pragma unroll
+      for (int i = 0; i < 9; ++i) {
+        const int q = q0 + i;
+        w[i] = (row_ok && q >= 0 && q < row_words) ? (uint32_t)__ldg(src + q) : 0u;
+      }
+      uint32_t o[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t v = __funnelshift_r(w[j], w[j + 1], shift);  // bytes b0 + 4j .. b0 + 4j + 3
+        const int keep = L - 4 * j;                                 // of them inside the filter row
+        o[j] = keep >= 4 ? v : (keep <= 0 ? 0u : v & ((1u << (8 * keep)) - 1u));
+      }
+      int8_t* arow = s.A[st] + r * BK;
+      const int swz = ((r >> 2) & 1) * 16;  // CU_TENSOR_MAP_SWIZZLE_32B: 16-byte chunk ^= bit 7 of the offset
+      *reinterpret_cast<uint4*>(arow + swz) = make_uint4(o[0], o[1], o[2], o[3]);
+      *reinterpret_cast<uint4*>(arow + (16 ^ swz)) = make_uint4(o[4], o[5], o[6], o[7]);
+      fence_proxy_async_smem();  // the generic-proxy writes, before wgmma reads them (async proxy)
+      mbar_arrive(&s.full[st]);
+    }
+  }
+}
+
 // PP = ping-pong: the two consumer warpgroups take alternate BM x BN tiles (each issues BM/64 wgmma per
 // k-step), so one's epilogue overlaps the other's main loop. Otherwise the consumers split a tile's rows.
 // CPS: CTAs per SM (2: two co-resident CTAs, one's epilogue overlapping the other's main loop).
@@ -371,7 +438,8 @@ constexpr int cta_threads() { return (PP ? 2 : BM / 64) * 128 + (CPS == 1 ? 128 
 
 // EPI: the epilogue compiled in (EPI_ANY, or one int8 (mode, residual) pair: no run-time dispatch and
 // no split-K, so fewer registers and no spills at three or four CTAs per SM).
-template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV, int EPI>
+// BUILT: the producer warpgroup writes the A tiles itself (build_producer; CPS == 1).
+template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV, int EPI, bool BUILT = false>
 __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB,
                 const __grid_constant__ CUtensorMap tmOut, int M, int N, int K, EpiParams p, int splits, int32_t* ws,
@@ -396,7 +464,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
 
   if (threadIdx.x == 0) {
     for (int i = 0; i < STAGES; ++i) {
-      mbar_init(&s.full[i], 1);
+      mbar_init(&s.full[i], BUILT ? 128 : 1);  // BUILT: every producer thread arrives
       mbar_init(&s.empty[i], PP ? 1 : NCONS);
     }
     s.turn = 0;
@@ -406,8 +474,12 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
   __syncthreads();
 
   if (wg == PRODUCER) {
-    if constexpr (NCONS >= 2 && CPS == 1) setmaxnreg_dec<40>();
-    if (tid == 0) {
+    // (BUILT: the producer needs its registers; the consumers of a 64-channel tile need few)
+    if constexpr (NCONS >= 2 && CPS == 1 && !BUILT) setmaxnreg_dec<40>();
+    if constexpr (BUILT) {
+      static_assert(CONV && CPS == 1, "a built A tile needs the whole producer warpgroup");
+      build_producer<BM, BN, BK, STAGES>(s, &tmB, g, M, units, splits, num_m, num_n, fixed_n, ktiles, kps);
+    } else if (tid == 0) {
       int it = 0;
       for (int u = blockIdx.x; u < units; u += gridDim.x) {
         int t = u / splits, sp = u - t * splits;
@@ -439,7 +511,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       }
     }
   } else {
-    if constexpr (NCONS >= 2 && CPS == 1) setmaxnreg_inc<232>();
+    if constexpr (NCONS >= 2 && CPS == 1 && !BUILT) setmaxnreg_inc<232>();
     const int c = CPS == 1 ? wg - 1 : wg;
     int it = 0, j = 0;
     int32_t d[WGM * BN / 2];
@@ -577,18 +649,23 @@ static const char* make_im2col_map(CUtensorMap* map, const void* x, const ConvSh
 }
 
 // Launch one instantiation. conv == nullptr: linear (A = x [M, K]); else A is the im2col view of x.
-template <int BM, int BN, int BK, int STAGES, bool PP, int CPS = 1, bool CONV = false, int EPI = EPI_ANY>
+template <int BM, int BN, int BK, int STAGES, bool PP, int CPS = 1, bool CONV = false, int EPI = EPI_ANY,
+          bool BUILT = false>
 static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                           int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream,
                           const ConvShape* conv = nullptr) {
   CUtensorMap ma, mb;
   ConvGeom g{};
-  if constexpr (CONV) {
+  if constexpr (BUILT) {  // A is written by the producer warpgroup from x; B is [N, KH * 32]
+    const ConvShape& c = *conv;
+    ma = CUtensorMap{};
+    g = ConvGeom{c.OH, c.OW, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw, c.KW, 1, 0, A, c.H, c.W, c.C};
+  } else if constexpr (CONV) {
     const ConvShape& c = *conv;
     const bool plain = c.KH == 1 && c.KW == 1 && c.sh == 1 && c.sw == 1 && c.pt == 0 && c.pl == 0 &&
                        c.OH == c.H && c.OW == c.W;
     if (const char* e = plain ? make_map(&ma, A, M, c.C, BM, BK) : make_im2col_map(&ma, A, c, BM, BK)) return e;
-    g = ConvGeom{c.OH, c.OW, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw, c.KW, c.C / BK, plain};
+    g = ConvGeom{c.OH, c.OW, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw, c.KW, c.C / BK, plain, nullptr, 0, 0, 0};
   } else {
     if (const char* e = make_map(&ma, A, M, K, BM, BK)) return e;
   }
@@ -599,7 +676,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   const bool tma_out = OS_::ON && p.mode != FLOAT_OUT && (uintptr_t)p.out % 16 == 0 && p.ldo % 16 == 0 &&
                        make_map(&mc, p.out, M, N, 64, BN, p.ldo) == nullptr;
   size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES>)) + 1024;
-  auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV, EPI>;
+  auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV, EPI, BUILT>;
   static bool attr_set = false;  // per instantiation
   if (!attr_set) {
     if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)

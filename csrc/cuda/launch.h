@@ -19,6 +19,12 @@ const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, i
 const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
                       int num_sms, int splits, int32_t* ws, int* cnt, cudaStream_t stream);
 
+// Hopper wgmma conv with few input channels (the RGB stem: KW * C <= 32, dw == 1, W * C % 4 == 0): the
+// A tiles are written by the producer warpgroup straight from x (no fold pass, no TMA im2col); wf is
+// [O, KH, 32], each filter row's KW * C bytes zero-padded. Declines (returns why) what it cannot take.
+const char* conv_sm90_built(const ConvShape& s, const int8_t* x, const int8_t* wf, const EpiParams& p, int num_sms,
+                            cudaStream_t stream);
+
 // mma.sync (sm80+) / dp4a (sm61+) implicit GEMM for conv2d and linear.
 // algo: 0 = mma.sync 128x128 tile, 1 = mma.sync 64x64 tile (small M), 2 = dp4a 128x128.
 // vec: gather width in bytes: 16 (Cg % 16 == 0, 16-byte aligned pointers), 4 (Cg % 4 == 0, 4-byte

@@ -418,7 +418,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
                 lo: float, hi: float, out_dtype: torch.dtype, stride: Sequence[int], padding: Sequence[int],
                 dilation: Sequence[int], groups: int, algo: str = "auto", out: Optional[Tensor] = None,
                 cfg: Optional[int] = None, splits: Optional[int] = None) -> Tensor:
-    """Run the conv kernel. algo: auto | sm90 | fold | mma | mma64 | dp4a | depthwise (cfg: sm90 conv tile,
+    """Run the conv kernel. algo: auto | sm90 | stem | fold | mma | mma64 | dp4a | depthwise (cfg: sm90 conv tile,
     splits: its split-K factor)."""
     from ..ops import conv2d_output_size
     m = ext()
@@ -454,6 +454,14 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
                 algo = "dp4a"
     fold = (groups == 1 and 1 < KW and KW * C <= FOLD_CHANNELS and xc.data_ptr() % 16 == 0
             and ((ow - 1) * stride[1] + (KW - 1) * dilation[1] + 1) * C <= FOLD_MAX_ROW_BYTES and cc == (9, 0))
+    # the stem kernel builds its A tiles from x itself (4-byte loads of contiguous filter rows)
+    stem = (groups == 1 and KW * C <= FOLD_CHANNELS and dilation[1] == 1 and (W * C) % 4 == 0
+            and xc.data_ptr() % 4 == 0 and cc == (9, 0))
+    if algo == "stem" or (auto_pad and _algo() == "auto" and stem and 1 < KW):
+        if stem:
+            return _conv2d_stem(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
+                                stride, padding, dilation, out)
+        algo = "mma"
     if algo == "fold" or (auto_pad and _algo() == "auto" and fold and Nb * oh * ow >= FOLD_MIN_ROWS):
         if fold:
             return _conv2d_folded(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
@@ -487,6 +495,25 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     return out
 
 
+def _fold_weight(w: Tensor) -> Tensor:
+    """[O, KH, KW, C] -> [O, KH, 32]: each filter row's KW * C bytes, zero-padded to one 32-byte k-block."""
+    O, KH, KW, C = w.shape
+    wf = torch.zeros((O, KH, FOLD_CHANNELS), dtype=torch.int8, device=w.device)
+    wf[:, :, :KW * C] = w.reshape(O, KH, KW * C)
+    return wf
+
+
+def _conv2d_stem(x: Tensor, w: Tensor, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
+                 stride, padding, dilation, out: Tensor) -> Tensor:
+    """A conv with KW * C <= 32 (the RGB stem) on the wgmma kernel whose producer warpgroup writes the A
+    tiles from x: k-block kh of an output pixel is its window's filter row kh, KW * C contiguous bytes
+    of x (conv_sm90_built). The same sums as the folded conv, without the fold pass. The epilogue
+    arguments are conv2d_impl's, already on the device."""
+    ext().conv2d_stem(x, _fold_weight(w.contiguous()), out, bias, scale, mult, shift, res, res_mult, res_scale, lo,
+                      hi, w.shape[2], list(stride), list(padding), list(dilation))
+    return out
+
+
 def _conv2d_folded(x: Tensor, w: Tensor, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
                    stride, padding, dilation, out: Tensor, cfg: Optional[int] = None) -> Tensor:
     """A conv with KW * C <= 32 (the RGB stem) as a KH x 1 conv over its filter columns folded into
@@ -498,9 +525,7 @@ def _conv2d_folded(x: Tensor, w: Tensor, bias, scale, mult, shift, res, res_mult
     xf = torch.empty((Nb, FOLD_CHANNELS, H, ow), dtype=torch.int8, device=x.device,
                      memory_format=torch.channels_last)
     ext().fold_kw(x, xf, KW, stride[1], dilation[1], padding[2])
-    wf = torch.zeros((O, KH, 1, FOLD_CHANNELS), dtype=torch.int8, device=x.device)
-    wf[:, :, 0, :KW * C] = w.reshape(O, KH, KW * C)
-    return conv2d_impl(xf, wf, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
+    return conv2d_impl(xf, _fold_weight(w).unsqueeze(2), bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
                        (stride[0], 1), (padding[0], padding[1], 0, 0), (dilation[0], 1), 1, algo="sm90", out=out,
                        cfg=cfg)
 
