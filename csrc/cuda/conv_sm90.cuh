@@ -15,8 +15,10 @@ namespace i8c {
 //   last two for the folded stem), 14 = 128x64 BK 64 (3, 3 CTAs; fits its registers only in the
 //   epilogue-specialised kernels without a residual). (9 = 64x64 BK 64 at 4 CTAs per SM was slower
 //   everywhere measured and is gone; the numbers stay stable. 64x128 at 4 CTAs spilled 10-270 bytes.)
+// ping-pong (the two consumer warpgroups take alternate tiles, so one's epilogue overlaps the other's
+// MMAs within the CTA): 15 = 128x128 BK 64 (4 stages), 16 = 64x128 BK 64 (6).
 // (128x128 spills at two CTAs per SM.) Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
-static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32, 64};
+static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32, 64, 64, 64};
 static constexpr int kConvConfigs = sizeof(kConvBK) / sizeof(int);
 
 template <int EPI>
@@ -26,6 +28,8 @@ const char* conv_sm90_cfg(int cfg, const ConvShape& s, const int8_t* x, const in
   const int M = s.M, N = s.O, K = s.K;
 #define I8C_CONV(BM_, BN_, BK_, ST_, CPS_) \
   launch<BM_, BN_, BK_, ST_, false, CPS_, true, EPI>(x, w, M, N, K, p, num_sms, 0, splits, ws, cnt, stream, &s)
+#define I8C_CONV_PP(BM_, BN_, BK_, ST_) \
+  launch<BM_, BN_, BK_, ST_, true, 1, true, EPI>(x, w, M, N, K, p, num_sms, 0, splits, ws, cnt, stream, &s)
   switch (cfg) {
     case 0: return I8C_CONV(128, 128, 128, 6, 1);
     case 1: return I8C_CONV(128, 128, 64, 8, 1);
@@ -41,9 +45,12 @@ const char* conv_sm90_cfg(int cfg, const ConvShape& s, const int8_t* x, const in
     case 12: return I8C_CONV(64, 64, 32, 8, 4);
     case 13: return I8C_CONV(128, 64, 32, 6, 2);
     case 14: return I8C_CONV(128, 64, 64, 3, 3);
+    case 15: return I8C_CONV_PP(128, 128, 64, 4);
+    case 16: return I8C_CONV_PP(64, 128, 64, 6);
     default: return "unknown conv_sm90 tile config";
   }
 #undef I8C_CONV
+#undef I8C_CONV_PP
 }
 
 #define I8C_CONV_SM90_INSTANCE(SPEC, EPI_)                                                                   \
