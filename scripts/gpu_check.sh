@@ -5,6 +5,8 @@
 #   sm75: the kernel tests again with INT8COMPILE_CUDA_EMULATE_CC=75 (the sm75 build as PTX, JIT-compiled
 #   onto this GPU: four m8n8k16 per m16n8k32 and plain loads instead of cp.async)
 #   BENCH_ARGS="..." extra arguments for benchmarks/bench_cuda.py
+#   CUDA_BUILD_TGZ=out/cuda_build.tgz: reuse a build carried from an earlier machine when csrc/cuda is
+#   unchanged (scripts/cuda_build_cache.sh); the build is saved to $OUT/cuda_build.tgz for the next call
 set -uo pipefail
 OUT=${OUT:-$PWD/out/gpu_check}
 STAGES=${STAGES:-"build test sanitize sm75 bench"}
@@ -24,6 +26,7 @@ has() { [[ " $STAGES " == *" $1 "* ]]; }
 } 2>&1 | tee "$OUT/env.txt"
 
 if has build; then
+  [ -n "${CUDA_BUILD_TGZ:-}" ] && bash scripts/cuda_build_cache.sh restore "$CUDA_BUILD_TGZ"
   t0=$(date +%s)
   if $PY -c "
 import logging, sys
@@ -32,6 +35,7 @@ m = cuda.ext()
 print('built', m.__file__)
 " >"$OUT/build.log" 2>&1; then
     RESULT[build]="ok ($(( $(date +%s) - t0 )) s)"
+    bash scripts/cuda_build_cache.sh save "$OUT/cuda_build.tgz" >> "$OUT/build.log"
     so=$(find "$INT8COMPILE_CACHE" -name 'int8compile_cuda*.so' | head -1)
     if command -v cuobjdump >/dev/null && [ -n "$so" ]; then
       cuobjdump -sass "$so" > "$OUT/sass.txt" 2>&1 || true

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Carry the CUDA extension build from one GPU machine to the next (a device call may start a fresh
+# machine, and the build takes about two minutes of its time). ninja decides by mtimes, and a copied
+# working tree's sources are newer than any carried object, so `restore` backdates the sources, but only
+# when their contents hash to what the carried build was made from: a stale build is never loaded.
+#   INT8COMPILE_CACHE=... scripts/cuda_build_cache.sh save FILE.tgz      after a build (mtimes kept)
+#   INT8COMPILE_CACHE=... scripts/cuda_build_cache.sh restore FILE.tgz   before the first kernel call
+# SRC_DIR (default csrc/cuda): the sources the build hashes.
+set -euo pipefail
+cmd=${1:?save or restore} tgz=${2:?archive path}
+cache=${INT8COMPILE_CACHE:?set INT8COMPILE_CACHE}
+src=${SRC_DIR:-csrc/cuda}
+hash=$(cat "$src"/* | sha256sum | cut -d' ' -f1)
+case $cmd in
+  save)
+    echo "$hash" > "$cache/sources.sha256"
+    tar czf "$tgz" -C "$(dirname "$cache")" "$(basename "$cache")"
+    echo "saved $cache ($(du -sh "$tgz" | cut -f1)) for $src $hash" ;;
+  restore)
+    if [ ! -f "$tgz" ]; then echo "no carried build at $tgz"; exit 0; fi
+    mkdir -p "$(dirname "$cache")"
+    tar xzf "$tgz" -C "$(dirname "$cache")"
+    if [ "$(cat "$cache/sources.sha256" 2>/dev/null)" = "$hash" ]; then
+      touch -d 2000-01-01 "$src"/*
+      echo "carried build matches $src: reused"
+    else
+      echo "carried build is for other sources: it will be rebuilt"
+    fi ;;
+  *) echo "usage: $0 save|restore FILE.tgz" >&2; exit 2 ;;
+esac
