@@ -10,8 +10,8 @@ namespace i8c {
 // several CTAs per SM, so one's epilogue overlaps the others' loads and MMAs (output-heavy, small-K layers):
 //   7 = 128x64 BK 64 (4 stages, 2 CTAs), 8 = 128x64 BK 128 (3, 2 CTAs), 10 = 64x64 BK 128 (3, 3 CTAs),
 //   11 = 64x128 BK 64 (4, 3 CTAs), 12 = 64x64 BK 32 (8, 4 CTAs), 13 = 128x64 BK 32 (6, 2 CTAs) (the
-//   last two for the folded stem). (9 = 64x64 BK 64 at 4 CTAs per
-//   SM was slower everywhere measured and is gone; the numbers stay stable.)
+//   last two for the folded stem). (9 = 64x64 BK 64 at 4 CTAs per SM was slower everywhere measured
+//   and is gone; the numbers stay stable.)
 // (128x128 spills at two CTAs per SM.) Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
 static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32};
 

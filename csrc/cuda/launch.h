@@ -19,7 +19,7 @@ const char* gemm_sm90(int cfg, const int8_t* A, const int8_t* B, int M, int N, i
 const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t* w, const EpiParams& p,
                       int num_sms, int splits, int32_t* ws, int* cnt, cudaStream_t stream);
 
-// mma.sync (sm80+) / dp4a (sm61+) implicit GEMM for conv2d and linear.
+// mma.sync (sm75+) / dp4a (sm61+) implicit GEMM for conv2d and linear.
 // algo: 0 = mma.sync 128x128 tile, 1 = mma.sync 64x64 tile (small M), 2 = dp4a 128x128.
 // vec: gather width in bytes: 16 (Cg % 16 == 0, 16-byte aligned pointers), 4 (Cg % 4 == 0, 4-byte
 // aligned) or 1.
