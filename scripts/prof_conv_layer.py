@@ -3,8 +3,12 @@
       [fixed|float] [sm90|fold]
 e.g. `... 64:256:1:1:56:256 7,11` (padding k // 2, random int8 data)."""
 import sys
+from pathlib import Path
+
 import torch
-from int8compile.kernels import cuda as ck
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, installed or not
+from int8compile.kernels import cuda as ck  # noqa: E402
 C, O, k, s, H, batch = (int(v) for v in sys.argv[1].split(":"))
 cfgs = [int(c) for c in sys.argv[2].split(",")]
 mode = sys.argv[3] if len(sys.argv) > 3 else "fixed"

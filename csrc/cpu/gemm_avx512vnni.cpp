@@ -134,6 +134,19 @@ inline __m512 gelu16(__m512 v) {
   return _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.5f)), _mm512_add_ps(erf, _mm512_set1_ps(1.f)));
 }
 
+// The float requant of 16 columns of output row m into int8: fp32(acc) * scale [+ fp32(r) * res_scale],
+// clamp, round to nearest even (docs/numerics.md). k: the valid columns.
+inline void requant_float_i8x16(const Epi& e, __m512i acc, __m512 sc, __m512 rsc, __m512 lo, __m512 hi, int64_t m,
+                                int64_t n, __mmask16 k) {
+  __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), sc);
+  if (e.res) {
+    const __m512 rv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, e.res + m * e.ldr + n)));
+    v = _mm512_add_ps(v, _mm512_mul_ps(rv, rsc));
+  }
+  v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+  store_i8x16((int8_t*)e.out + m * e.ldo + n, k, _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
 // Column-vector outer, rows inner: the per-channel parameters of 16 columns are loaded once per
 // call (a call covers up to 6 rows of a microtile, or a whole depthwise row).
 void epi_rows_avx512(const Epi& e, const int32_t* acc, int64_t ldacc, int64_t row0, int64_t rows,
@@ -189,17 +202,8 @@ void epi_rows_avx512(const Epi& e, const int32_t* acc, int64_t ldacc, int64_t ro
     }
     if (e.kind == OUT_I8_FLOAT) {
       const __m512 rsc = _mm512_set1_ps(e.res_scale);
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t m = row0 + r;
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, a + r * ldacc)), sc);
-        if (e.res) {
-          const __m512 rv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, e.res + m * e.ldr + n)));
-          v = _mm512_add_ps(v, _mm512_mul_ps(rv, rsc));
-        }
-        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-        store_i8x16((int8_t*)e.out + m * e.ldo + n, k,
-                    _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-      }
+      for (int64_t r = 0; r < rows; ++r)
+        requant_float_i8x16(e, _mm512_maskz_loadu_epi32(k, a + r * ldacc), sc, rsc, lo, hi, row0 + r, n, k);
       continue;
     }
     for (int64_t r = 0; r < rows; ++r) {
@@ -322,20 +326,10 @@ void ukr_conv(const int8_t* const* __restrict ptr, int taps, int64_t kgt, const 
     const __m512 lo = _mm512_set1_ps(fe->lo_f), hi = _mm512_set1_ps(fe->hi_f), rsc = _mm512_set1_ps(fe->res_scale);
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      const int64_t n = n0 + 16 * v;
-      const __m512 sc = _mm512_loadu_ps(fe->scale + n);
+      const __m512 sc = _mm512_loadu_ps(fe->scale + n0 + 16 * v);
 #pragma GCC unroll 6
-      for (int r = 0; r < MR; ++r) {
-        const int64_t m = row0 + r;
-        __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][v]), sc);
-        if (fe->res) {
-          const __m512 rv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(fe->res + m * fe->ldr + n))));
-          y = _mm512_add_ps(y, _mm512_mul_ps(rv, rsc));
-        }
-        y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
-        _mm_storeu_si128((__m128i*)((int8_t*)fe->out + m * fe->ldo + n),
-                         _mm512_cvtepi32_epi8(_mm512_cvt_roundps_epi32(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
-      }
+      for (int r = 0; r < MR; ++r)
+        requant_float_i8x16(*fe, acc[r][v], sc, rsc, lo, hi, row0 + r, n0 + 16 * v, (__mmask16)0xffff);
     }
     return;
   }

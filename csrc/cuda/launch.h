@@ -25,7 +25,7 @@ const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t
 const char* conv_sm90_built(const ConvShape& s, const int8_t* x, const int8_t* wf, const EpiParams& p, int num_sms,
                             cudaStream_t stream);
 
-// mma.sync (sm80+) / dp4a (sm61+) implicit GEMM for conv2d and linear.
+// mma.sync (sm75+) / dp4a (sm61+) implicit GEMM for conv2d and linear.
 // algo: 0 = mma.sync 128x128 tile, 1 = mma.sync 64x64 tile (small M), 2 = dp4a 128x128.
 // vec: gather width in bytes: 16 (Cg % 16 == 0, 16-byte aligned pointers), 4 (Cg % 4 == 0, 4-byte
 // aligned) or 1.
