@@ -24,8 +24,12 @@ def test_resnet_block_on_cuda_uses_cuda_kernels(requant):
         y, ref = cm(x), model(x)
     assert float((y - ref).norm() / ref.norm()) < 0.05
     rep = int8compile.report(cm)
-    kernels = {r.kernel for r in rep.rows if r.status == "int8"}
-    assert kernels == {"cuda"}, str(rep)
+    rows = [r for r in rep.rows if r.status == "int8"]
+    assert {r.kernel for r in rows} == {"cuda"}, str(rep)
+    # CUDA inputs trace batch norm to cudnn_batch_norm: it must still fold into the convs
+    fused = {r.layer: r.fused for r in rows}
+    assert (fused["0.c1"], fused["0.c2"], fused["2"]) == ("batch_norm+relu", "batch_norm+add+relu", "batch_norm+relu"), \
+        str(rep)
 
 
 @cuda

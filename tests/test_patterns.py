@@ -303,3 +303,28 @@ def test_tanh_gelu_is_not_fused():
     assert int8compile.counters["gelu"] == 0
     assert rep.op_counts()["linear_gelu"] == 0
     assert rel_error(y, ref) < 0.03
+
+
+class ConvCudnnBn(ConvBnAct):
+    """The graph CUDA inputs trace to: aten.cudnn_batch_norm (training flag at index 5)."""
+
+    def forward(self, x):
+        bn = self.bn
+        y = torch.ops.aten.cudnn_batch_norm(self.conv(x), bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                                            False, bn.momentum, bn.eps)[0]
+        return self.act(y)
+
+    def reference(self, x):
+        return super().forward(x)
+
+
+def test_cudnn_batch_norm_is_folded():
+    # Unfolded, this op cannot even run on a CPU: the int8 program running here shows it was folded.
+    model = ConvCudnnBn(nn.ReLU()).eval()
+    with torch.no_grad():
+        cm = compile_calibrated(model, lambda: torch.randn(2, 3, 12, 12), 4)
+        x = torch.randn(2, 3, 12, 12)
+        y, ref = cm(x), model.reference(x)
+    assert int8compile.counters["batch_norm"] == 1 and int8compile.counters["relu"] == 1
+    assert int8_rows(int8compile.report(cm))[0].fused == "batch_norm+relu"
+    assert rel_error(y, ref) < 0.03

@@ -9,11 +9,14 @@ from torch import fx
 from .context import PassContext
 
 aten = torch.ops.aten
-# (op, index of the `training` flag or None when the op is inference-only)
+# (op, index of the `training` flag or None when the op is inference-only). Tracing CUDA inputs
+# gives cudnn_batch_norm (same argument order as native_batch_norm), CPU inputs the other two.
 BATCH_NORMS = {
     aten._native_batch_norm_legit_no_training.default: None,
     aten.native_batch_norm.default: 5,
     aten._native_batch_norm_legit.default: 5,
+    aten.cudnn_batch_norm.default: 5,
+    aten.miopen_batch_norm.default: 5,
 }
 
 
