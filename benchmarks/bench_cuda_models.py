@@ -32,6 +32,7 @@ from int8compile.kernels import cuda as ck  # noqa: E402
 
 warnings.filterwarnings("ignore")
 DEV = "cuda"
+MODE = None   # torch.compile's mode for every compiled contender (--mode)
 
 
 class Bottleneck(nn.Module):
@@ -107,7 +108,7 @@ def make_fp16_eager(model, example, calib):
 
 
 def make_fp16_inductor(model, example, calib):
-    cm = torch.compile(fp16_model(model))
+    cm = torch.compile(fp16_model(model), mode=MODE)
     args = to_dev(example, torch.float16)
     cm(*args)
     return cm, args
@@ -115,7 +116,7 @@ def make_fp16_inductor(model, example, calib):
 
 def make_int8(model, example, calib):
     m = copy.deepcopy(model).to(DEV).to(memory_format=torch.channels_last)
-    cm = torch.compile(m, backend="int8", options={"progress": False})
+    cm = torch.compile(m, backend="int8", options={"progress": False, "inductor_mode": MODE})
     with int8compile.calibrate(cm, progress=False):
         for args in calib:
             cm(*to_dev(args))
@@ -128,7 +129,7 @@ def make_torchao(model, example, calib):
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
     m = fp16_model(model)
     quantize_(m, Int8DynamicActivationInt8WeightConfig())
-    cm = torch.compile(m)
+    cm = torch.compile(m, mode=MODE)
     args = to_dev(example, torch.float16)
     cm(*args)
     return cm, args
@@ -177,8 +178,12 @@ def main():
     ap.add_argument("--models", default="resnet50,resnet18,mlp,effnet_lite0,minilm")
     ap.add_argument("--batch", type=int, default=64, help="ResNet-50's batch (the others keep the CPU bench's)")
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--mode", default=None,
+                    help="torch.compile mode for all compiled contenders, e.g. reduce-overhead (CUDA graphs)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    global MODE
+    MODE = args.mode
     print(ck.prebuild(), flush=True)
     order = list(CONTENDERS)
     header = ("| model | " + " | ".join(f"{c} ms" for c in order) +
@@ -208,6 +213,7 @@ def main():
             f"# cuda whole-model benchmark, {date:%Y-%m-%d %H:%M} UTC", "",
             f"- GPU: {props.name}, torch {torch.__version__}, CUDA {torch.version.cuda}, commit {git_commit()}",
             f"- command: `python {' '.join(sys.argv)}`",
+            f"- torch.compile mode: {MODE or 'default'} (all compiled contenders)",
             f"- median of {args.reps} interleaved runs, CUDA events per call; ratios are speedups of int8compile",
             f"- batch: ResNet-50 {args.batch}x3x224x224 (random weights); the others as in bench_cpu_models.py", "",
             header, sep, *lines, ""]))

@@ -47,7 +47,9 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--contenders", default="int8compile,fp16 inductor")
+    ap.add_argument("--mode", default=None, help="torch.compile mode, e.g. reduce-overhead")
     a = ap.parse_args()
+    bm.MODE = a.mode
     model, example, calib = bm.MODELS[a.model](a.batch)
     with torch.no_grad():
         for cname in a.contenders.split(","):

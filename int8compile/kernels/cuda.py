@@ -291,6 +291,9 @@ SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: 
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
 FOLD_MAX_ROW_BYTES = 32000  # fold_kw stages one input row's window range in shared memory
+# the direct stem beats fold pass + folded conv on small convs, loses on large ones (H100, ResNet-50 stem,
+# us: batch 4 16.4 vs 18.7, 16: 48.8 vs 50.8, 64: 196.5 vs 179.8, 256: 758 vs 674)
+STEM_MAX_ROWS = 32 * 112 * 112
 
 
 def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
@@ -458,7 +461,8 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     # the stem kernel builds its A tiles from x itself (4-byte loads of contiguous filter rows)
     stem = (groups == 1 and KW * C <= FOLD_CHANNELS and dilation[1] == 1 and (W * C) % 4 == 0
             and xc.data_ptr() % 4 == 0 and cc == (9, 0))
-    if algo == "stem" or (auto_pad and _algo() == "auto" and stem and 1 < KW):
+    auto_stem = stem and 1 < KW and not (fold and Nb * oh * ow > STEM_MAX_ROWS)
+    if algo == "stem" or (auto_pad and _algo() == "auto" and auto_stem):
         if stem:
             return _conv2d_stem(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
                                 stride, padding, dilation, out)
