@@ -57,3 +57,22 @@ def test_cli_lists_every_kernel_target():
     assert out.returncode == 0, out.stderr[-2000:]
     for target in ("cpu", "cuda", "cuda_dp4a", "reference", "inductor"):
         assert target in out.stdout
+
+
+def test_inductor_takes_only_the_activations():
+    # Dynamo passes the parameters as arguments; inductor must get them as constants (a CUDA graph
+    # would copy every argument into its static buffers on each call). The skipped layer's float
+    # weight is still used: it becomes a constant, not a dangling input.
+    import int8compile
+    from int8compile.passes.compile_rest import TakeInputs
+    m = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    cm = torch.compile(m, backend="int8", options={"skip": ("2",), "progress": False})
+    x = torch.randn(4, 16)
+    with torch.no_grad():
+        int8compile.calibrate_batches(cm, [torch.randn(4, 16)], progress=False)
+        y, ref = cm(x), m(x)
+    sub = int8compile.report(cm).subgraphs[0]
+    assert isinstance(sub.compiled, TakeInputs) and len(sub.compiled.keep) == 1
+    assert float((y - ref).norm() / ref.norm()) < 0.05
+    placeholders = [n for n in sub.quantized.graph.nodes if n.op == "placeholder"]
+    assert len(placeholders) == 5          # the reported int8 graph keeps Dynamo's signature

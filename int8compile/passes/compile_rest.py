@@ -1,12 +1,15 @@
 """compile: everything that is not an int8 op is compiled by inductor (or run eagerly).
 
 Our int8 ops are opaque custom ops with fake implementations, so inductor compiles and fuses the
-float code around them. A graph Dynamo made dynamic (symbolic sizes) is specialised per concrete
+float code around them. Inductor sees only the real inputs: the frozen parameters Dynamo passes as
+arguments become constants of the graph (or vanish when only the int8 ops used them), so CUDA graphs
+(mode="reduce-overhead") do not copy them into static buffers on every call. A graph Dynamo made dynamic (symbolic sizes) is specialised per concrete
 input shape and compiled once per shape (up to MAX_SHAPES, then eager), because inductor compiled
 outside Dynamo cannot add guards of its own.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Callable
 
@@ -24,11 +27,41 @@ def compile_rest(gm: fx.GraphModule, ctx: PassContext) -> Callable:
     if ctx.options.rest == "eager":
         ctx.compiled_by = "eager (option rest='eager')"
         return gm.forward
+    gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))   # a graph of its own; the int8 graph stays as reported
+    keep = _frozen_inputs_to_constants(gm, ctx)
     if all(isinstance(x, torch.Tensor) for x in ctx.example_inputs):
         ctx.compiled_by = "inductor" + (f" {ctx.options.inductor_mode}" if ctx.options.inductor_mode else "")
-        return _inductor(gm, ctx.example_inputs, ctx)
-    ctx.compiled_by = f"inductor, one compile per input shape (dynamic graph; eager after {MAX_SHAPES})"
-    return PerShape(gm, ctx)
+        compiled = _inductor(gm, [ctx.example_inputs[i] for i in keep], ctx)
+    else:
+        ctx.compiled_by = f"inductor, one compile per input shape (dynamic graph; eager after {MAX_SHAPES})"
+        compiled = PerShape(gm, ctx)
+    return compiled if len(keep) == len(ctx.example_inputs) else TakeInputs(compiled, keep)
+
+
+def _frozen_inputs_to_constants(gm: fx.GraphModule, ctx: PassContext) -> list[int]:
+    """Frozen parameter placeholders become get_attr constants (dropped if unused); returns the
+    positions of the arguments the graph still takes."""
+    keep = []
+    for i, node in enumerate([n for n in gm.graph.nodes if n.op == "placeholder"]):
+        value = ctx.constant(node)
+        if value is None:
+            keep.append(i)
+            continue
+        if node.users:
+            node.replace_all_uses_with(ctx.add_constant(gm, node, value, ctx.sources.get(node.name, node.name)))
+        gm.graph.erase_node(node)
+    gm.recompile()
+    return keep
+
+
+class TakeInputs:
+    """Calls `fn` with the arguments at positions `keep` (the compiled graph's real inputs)."""
+
+    def __init__(self, fn: Callable, keep: list[int]):
+        self.fn, self.keep = fn, keep
+
+    def __call__(self, *args):
+        return self.fn(*[args[i] for i in self.keep])
 
 
 def _inductor(gm: fx.GraphModule, args, ctx: PassContext) -> Callable:
