@@ -445,8 +445,10 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     depthwise = groups == C == O and Cg == 1 and xc.data_ptr() % 4 == 0
     im2col = cc == (9, 0) and _im2col_unfit(xc, w, groups, stride, padding, dilation, (oh, ow)) is None
     auto_pad = algo == "auto"
+    forced = _algo()                       # INT8COMPILE_CUDA_ALGO, read once per call
+    choose = auto_pad and forced == "auto"
     if algo == "auto":
-        algo = _algo()
+        algo = forced
         if algo in ("sm90", "auto"):
             if depthwise:
                 algo = "depthwise"
@@ -462,12 +464,12 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     stem = (groups == 1 and KW * C <= FOLD_CHANNELS and dilation[1] == 1 and (W * C) % 4 == 0
             and xc.data_ptr() % 4 == 0 and cc == (9, 0))
     auto_stem = stem and 1 < KW and not (fold and Nb * oh * ow > STEM_MAX_ROWS)
-    if algo == "stem" or (auto_pad and _algo() == "auto" and auto_stem):
+    if algo == "stem" or (choose and auto_stem):
         if stem:
             return _conv2d_stem(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
                                 stride, padding, dilation, out)
         algo = "mma"
-    if algo == "fold" or (auto_pad and _algo() == "auto" and fold and Nb * oh * ow >= FOLD_MIN_ROWS):
+    if algo == "fold" or (choose and fold and Nb * oh * ow >= FOLD_MIN_ROWS):
         if fold:
             return _conv2d_folded(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
                                   stride, padding, dilation, out, cfg)
