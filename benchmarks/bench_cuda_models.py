@@ -3,10 +3,12 @@ eager and fp16 inductor (channels-last), and torchao int8 dynamic quantization (
 torchao is installed. Same models as bench_cpu_models.py plus ResNet-50; the ones whose packages are
 missing (efficientnet-lite0, MiniLM) are reported as failed, not fatal.
 
-    python benchmarks/bench_cuda_models.py [--models resnet50,resnet18,mlp] [--batch 64] [--reps 30] [--no-write]
+    python benchmarks/bench_cuda_models.py [--models resnet50,resnet18,mlp] [--batch 64] [--reps 30]
+        [--burst 10] [--mode reduce-overhead] [--no-write]
 
-One process; per model the contenders are timed round-robin (interleaved), each call between CUDA
-events, median of `reps` samples. Accuracy: max |out - fp32 out| / max |fp32 out| on the timed input.
+One process; per model the contenders are timed round-robin (interleaved) between CUDA events, median
+of `reps` samples, twice: one call (latency, host work included) and `burst` back-to-back calls
+(throughput per call). --mode is torch.compile's mode for every compiled contender. Accuracy: max |out - fp32 out| / max |fp32 out| on the timed input.
 Writes benchmarks/results/cuda_models_<date>_<HHMM>.md.
 """
 from __future__ import annotations
@@ -139,16 +141,19 @@ CONTENDERS = {"fp16 eager": make_fp16_eager, "fp16 inductor": make_fp16_inductor
               "torchao int8 dynamic": make_torchao, "int8compile": make_int8}
 
 
-def time_call(fn, args):
+def time_call(fn, args, calls=1):
+    """ms per call over `calls` back-to-back calls between two CUDA events: with calls=1 the latency of
+    one call (host work included when the host is slower than the GPU), with more the throughput."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
-    fn(*args)
+    for _ in range(calls):
+        fn(*args)
     end.record()
     end.synchronize()
-    return start.elapsed_time(end)
+    return start.elapsed_time(end) / calls
 
 
-def bench_model(name, batch, reps):
+def bench_model(name, batch, reps, burst):
     model, example, calib = MODELS[name](batch)
     ready, notes = {}, {}
     with torch.no_grad():
@@ -159,18 +164,20 @@ def bench_model(name, batch, reps):
             except Exception as e:  # a contender that cannot run this model is reported, not fatal
                 notes[cname] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
                 print(f"  {name}: {cname} FAILED: {notes[cname]}", flush=True)
-                traceback.print_exc(limit=3)
+                traceback.print_exc()  # whole: the cause is often deep in inductor
         ref = copy.deepcopy(model).to(DEV)(*to_dev(example)).float()
         errs = {c: float((fn(*a).float() - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
                 for c, (fn, a) in ready.items()}
         for fn, a in ready.values():  # warm up
             for _ in range(3):
                 fn(*a)
-        samples = {c: [] for c in ready}
+        samples = {(c, calls): [] for c in ready for calls in (1, burst)}
         for _ in range(reps):
             for c, (fn, a) in ready.items():
-                samples[c].append(time_call(fn, a))
-    return {c: statistics.median(s) for c, s in samples.items()}, errs, notes
+                for calls in (1, burst):
+                    samples[c, calls].append(time_call(fn, a, calls))
+    med = {key: statistics.median(s) for key, s in samples.items()}
+    return ({c: med[c, 1] for c in ready}, {c: med[c, burst] for c in ready}), errs, notes
 
 
 def main():
@@ -178,6 +185,7 @@ def main():
     ap.add_argument("--models", default="resnet50,resnet18,mlp,effnet_lite0,minilm")
     ap.add_argument("--batch", type=int, default=64, help="ResNet-50's batch (the others keep the CPU bench's)")
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--burst", type=int, default=10, help="back-to-back calls per throughput sample")
     ap.add_argument("--mode", default=None,
                     help="torch.compile mode for all compiled contenders, e.g. reduce-overhead (CUDA graphs)")
     ap.add_argument("--no-write", action="store_true")
@@ -189,21 +197,28 @@ def main():
     header = ("| model | " + " | ".join(f"{c} ms" for c in order) +
               " | int8compile vs fp16 inductor | vs torchao | max rel. err int8compile | max rel. err fp16 inductor |")
     sep = "|" + "---|" * (len(order) + 5)
-    lines = []
+    tables = {"latency": [], "throughput": []}
     for name in args.models.split(","):
         print(f"== {name}", flush=True)
-        med, errs, notes = bench_model(name, args.batch, args.reps)
-        ours = med.get("int8compile")
+        timings, errs, notes = bench_model(name, args.batch, args.reps, args.burst)
+        for kind, med in zip(tables, timings):
+            ours = med.get("int8compile")
 
-        def ratio(c):
-            return f"{med[c] / ours:.2f}x" if ours and c in med else "n/a"
-        cells = [f"{med[c]:.3f}" if c in med else "failed" for c in order]
-        line = (f"| {name} | " + " | ".join(cells) + f" | {ratio('fp16 inductor')} | {ratio('torchao int8 dynamic')} | "
-                f"{errs.get('int8compile', float('nan')):.3g} | {errs.get('fp16 inductor', float('nan')):.3g} |")
-        line += "".join(f" {c} failed: {n}" for c, n in notes.items())
-        print(line, flush=True)
-        lines.append(line)
-    print("\n" + header + "\n" + sep + "\n" + "\n".join(lines))
+            def ratio(c):
+                return f"{med[c] / ours:.2f}x" if ours and c in med else "n/a"
+            cells = [f"{med[c]:.3f}" if c in med else "failed" for c in order]
+            line = (f"| {name} | " + " | ".join(cells) + f" | {ratio('fp16 inductor')} | "
+                    f"{ratio('torchao int8 dynamic')} | {errs.get('int8compile', float('nan')):.3g} | "
+                    f"{errs.get('fp16 inductor', float('nan')):.3g} |")
+            line += "".join(f" {c} failed: {n}" for c, n in notes.items())
+            print(f"{kind}: {line}", flush=True)
+            tables[kind].append(line)
+    titles = {"latency": "Latency: ms for one call (host work included)",
+              "throughput": f"Throughput: ms per call over {args.burst} back-to-back calls"}
+    text = []
+    for kind, lines in tables.items():
+        text += [f"### {titles[kind]}", "", header, sep, *lines, ""]
+    print("\n" + "\n".join(text))
     if not args.no_write:
         date = dt.datetime.now(dt.timezone.utc)
         out = Path(__file__).resolve().parent / "results" / f"cuda_models_{date:%Y-%m-%d_%H%M}.md"
@@ -214,9 +229,9 @@ def main():
             f"- GPU: {props.name}, torch {torch.__version__}, CUDA {torch.version.cuda}, commit {git_commit()}",
             f"- command: `python {' '.join(sys.argv)}`",
             f"- torch.compile mode: {MODE or 'default'} (all compiled contenders)",
-            f"- median of {args.reps} interleaved runs, CUDA events per call; ratios are speedups of int8compile",
+            f"- median of {args.reps} interleaved runs between CUDA events; ratios are speedups of int8compile",
             f"- batch: ResNet-50 {args.batch}x3x224x224 (random weights); the others as in bench_cpu_models.py", "",
-            header, sep, *lines, ""]))
+            *text]))
         print(f"wrote {out}")
 
 

@@ -5,12 +5,14 @@
 #   sm75: the kernel tests again with INT8COMPILE_CUDA_EMULATE_CC=75 (the sm75 build as PTX, JIT-compiled
 #   onto this GPU: four m8n8k16 per m16n8k32 and plain loads instead of cp.async)
 #   BENCH_ARGS="..." extra arguments for benchmarks/bench_cuda.py
+#   models: benchmarks/bench_cuda_models.py (whole models vs fp16 eager / inductor / torchao), MODELS_ARGS="..."
 #   CUDA_BUILD_TGZ=out/cuda_build.tgz: reuse a build carried from an earlier machine when csrc/cuda is
 #   unchanged (scripts/cuda_build_cache.sh); the build is saved to $OUT/cuda_build.tgz for the next call
 set -uo pipefail
 OUT=${OUT:-$PWD/out/gpu_check}
 STAGES=${STAGES:-"build test sanitize sm75 bench"}
 BENCH_ARGS=${BENCH_ARGS:-""}
+MODELS_ARGS=${MODELS_ARGS:-""}
 PY=${PY:-python3}
 mkdir -p "$OUT"
 export INT8COMPILE_CACHE=${INT8COMPILE_CACHE:-/tmp/int8compile_cache}
@@ -78,9 +80,15 @@ if has bench && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
   RESULT[bench]="see $OUT/cuda_bench.md"
 fi
 
+if has models && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
+  timeout ${MODELS_TIMEOUT:-480} $PY benchmarks/bench_cuda_models.py --no-write $MODELS_ARGS 2>&1 | tee "$OUT/models.log" | grep -E '^(==|latency|throughput|\|)' | tail -12
+  RESULT[models]="see $OUT/models.log"
+fi
+
 echo
 echo "================ gpu_check summary ================"
-for k in build test sanitize sm75 bench; do
+for k in build test sanitize sm75 bench models; do
   [ -n "${RESULT[$k]:-}" ] && printf "%-9s %s\n" "$k" "${RESULT[$k]}"
 done
 if [ -f "$OUT/bench.log" ]; then sed -n '/=== summary ===/,$p' "$OUT/bench.log"; fi
+if [ -f "$OUT/models.log" ]; then sed -n '/^### Latency/,$p' "$OUT/models.log" | grep -E '^(###|\|)'; fi
