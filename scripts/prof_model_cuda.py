@@ -3,7 +3,7 @@
     python scripts/prof_model_cuda.py [--model resnet50] [--batch 64] [--iters 10]
 
 Prints, per contender, the wall time per call (host-synchronised), the summed GPU kernel time per
-call, and the top kernels by GPU time (torch.profiler).
+call, the top kernels by GPU time and the top host ops by self CPU time (torch.profiler).
 """
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ def profile(name, fn, args, iters):
           f"{sum(e.count for e in events) / iters:.0f} kernels/call")
     for e in sorted(events, key=lambda e: -e.self_device_time_total)[:22]:
         print(f"  {e.self_device_time_total / iters / 1e3:7.3f} ms  x{e.count // iters:3d}  {e.key[:110]}")
+    host = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CPU]
+    print(f"  host: top ops by self CPU time per call (of {wall:.3f} ms wall)")
+    for e in sorted(host, key=lambda e: -e.self_cpu_time_total)[:15]:
+        print(f"  {e.self_cpu_time_total / iters / 1e3:7.3f} ms  x{e.count // iters:3d}  {e.key[:110]}")
 
 
 def main():
