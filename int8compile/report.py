@@ -30,11 +30,13 @@ class Row:
     sqnr: Optional[float]
     status: str
     passed_over: dict = field(default_factory=dict)    # kernel target -> why it was not used
+    variant: str = ""                                  # which of the target's kernels, e.g. its tile config
 
     def cells(self) -> list[str]:
         sq = "" if self.sqnr is None else ("inf" if math.isinf(self.sqnr) else f"{self.sqnr:.1f}")
+        kernel = f"{self.kernel}: {self.variant}" if self.variant else self.kernel
         return [str(self.graph), self.layer, self.op, self.fused, self.in_shape, self.out_shape,
-                self.s_in, self.s_out, self.requant, self.kernel, sq, self.status]
+                self.s_in, self.s_out, self.requant, kernel, sq, self.status]
 
 
 class Report:
@@ -154,7 +156,7 @@ def _rows(sub) -> list[Row]:
             kernel=k.get("target", ""), sqnr=spec.sqnr,
             status="int8" if spec.quantize and sub.quantized is not None else
             ("int8 (pending calibration)" if spec.quantize else f"float: {spec.reason}"),
-            passed_over=dict(k.get("rejected", {}))))
+            passed_over=dict(k.get("rejected", {})), variant=k.get("variant", "")))
     for spec in sub.ctx.rejected:
         rows.append(Row(sub.index, spec.name, spec.kind, "", "", "", "", "", "", "", None,
                         f"float: {spec.reason}"))

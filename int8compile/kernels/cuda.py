@@ -29,6 +29,7 @@ Importing this module never builds or touches CUDA; the extension is compiled on
 from __future__ import annotations
 
 import functools
+import math
 import os
 from typing import Optional, Sequence
 
@@ -36,6 +37,9 @@ import torch
 from torch import Tensor
 
 from . import build
+from .cuda_plan import (FOLD_CHANNELS, MMA_MIN_CC, SM90_CONV_TILES, SM90_TILES, ConvQuery,  # noqa: F401
+                        alignment, forced_algo, im2col_unfit, plan_conv, plan_linear, route_env, sm90_config,
+                        sm90_conv_config, sm90_conv_splits)
 from .registry import OpCall, register
 
 TARGET = "cuda"
@@ -48,10 +52,9 @@ SOURCES = ("cuda/binding.cpp", "cuda/gemm_sm90.cu", "cuda/conv_sm90.cu", "cuda/c
            "cuda/quant.cu")
 FLOAT_OUT = (torch.float32, torch.float16, torch.bfloat16)
 EMULATE_ENV = "INT8COMPILE_CUDA_EMULATE_CC"
-# The mma.sync target's minimum compute capability. sm75 runs the m8n8k16 build; it was verified by the
-# `sm75` stage of scripts/gpu_check.sh (the kernel tests with INT8COMPILE_CUDA_EMULATE_CC=75 on an H100,
-# 2026-11-25: 170 passed), not on sm75 hardware.
-MMA_MIN_CC = (7, 5)
+# MMA_MIN_CC (cuda_plan): the mma.sync target's minimum compute capability. sm75 runs the m8n8k16 build;
+# it was verified by the `sm75` stage of scripts/gpu_check.sh (the kernel tests with
+# INT8COMPILE_CUDA_EMULATE_CC=75 on an H100, 2026-11-25: 170 passed), not on sm75 hardware.
 OUT_DTYPES = (torch.int8,) + FLOAT_OUT
 
 _state: dict = {}
@@ -246,108 +249,21 @@ def _epi_args(device, out_dtype, bias, scale, mult, shift, residual, res_mult):
             _dev(mult, device, torch.int32), _dev(shift, device, torch.int32), mult is None, res_mult)
 
 
-def _algo() -> str:
-    return os.environ.get("INT8COMPILE_CUDA_ALGO", "auto").lower()
-
-
 @functools.cache
 def _num_sms(dev: int) -> int:
     return torch.cuda.get_device_properties(dev).multi_processor_count
 
 
-SM90_TILES = {0: (128, 256), 1: (128, 128), 2: (64, 128), 4: (128, 128), 7: (64, 64), 9: (64, 128)}
+def _im2col_unfit(x: Tensor, w: Tensor, groups: int, stride, padding, dilation, out_hw=None) -> Optional[str]:
+    """Why the TMA im2col conv cannot take this conv (None: it can); see cuda_plan.im2col_unfit."""
+    return im2col_unfit(_conv_query(x, w, stride, padding, dilation, groups))
 
 
-def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
-    """(tile config, split-K factor) for the wgmma GEMM (configs in gemm_sm90.cu)."""
-    env = os.environ.get("INT8COMPILE_SM90_CFG")
-    def tiles(cfg):
-        bm, bn = SM90_TILES[cfg]
-        return -(-M // bm) * -(-N // bn)
-    # Measured on H100 (benchmarks/results/cuda_*.md): the cooperative 128x128 tile is best once it
-    # gives ~a wave of CTAs; 64x128 below that; 64x64 for M <= 64. The ping-pong config (4) and split-K
-    # (atomic int32 reduction) were slower everywhere measured, so they are opt-in only.
-    if env is not None:
-        cfg = int(env)
-    elif M <= 64:
-        cfg = 7
-    elif tiles(1) >= (3 * sms) // 4:
-        cfg = 1
-    else:
-        cfg = 2
-    splits = 1
-    env = os.environ.get("INT8COMPILE_SM90_SPLITS")
-    if env is not None:
-        splits = int(env)
-    return cfg, splits
-
-
-# wgmma conv tiles (conv_sm90 in conv_sm90.cu): cfg -> (BM, BN, BK); 7 and up run several CTAs per SM
-SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: (128, 64, 64),
-                   4: (128, 256, 128), 5: (64, 128, 64), 6: (128, 64, 32), 7: (128, 64, 64),
-                   8: (128, 64, 128), 10: (64, 64, 128), 11: (64, 128, 64),
-                   12: (64, 64, 32), 13: (128, 64, 32), 14: (128, 64, 64),
-                   15: (128, 128, 64), 16: (64, 128, 64)}  # 15, 16: ping-pong consumers
-FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
-FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
-FOLD_MAX_ROW_BYTES = 32000  # fold_kw stages one input row's window range in shared memory
-# the direct stem beats fold pass + folded conv on small convs, loses on large ones (H100, ResNet-50 stem,
-# us: batch 4 16.4 vs 18.7, 16: 48.8 vs 50.8, 64: 196.5 vs 179.8, 256: 758 vs 674)
-STEM_MAX_ROWS = 32 * 112 * 112
-
-
-def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
-    """Tile config of the wgmma implicit-GEMM conv (K = KH * KW * C, the reduction length), from the
-    H100 sweeps of ResNet-50's layers (benchmarks/results/cuda_2026-11-25*.md):
-      * C not a multiple of 64 (the folded stem, C = 32): 128x64 tiles, 32-byte k-blocks, two CTAs
-        per SM (13);
-      * 128x128 tiles would leave most SMs idle (batch 1): 128x64 tiles (2, or 7 for C = 64);
-      * short reductions into >= 128 channels (the output-heavy 1x1 expansions): 64x128 tiles at
-        three CTAs per SM (11), so epilogues overlap other CTAs' loads and MMAs;
-      * C = 64: 128x64 at two CTAs per SM, 64-byte k-blocks (7); O <= 64 likewise with 128-byte
-        k-blocks (8); otherwise 128x128 tiles with 128-byte k-blocks (0)."""
-    env = os.environ.get("INT8COMPILE_SM90_CONV_CFG")
-    if env is not None:
-        return int(env)
-    if C % 64:
-        return 13
-    if -(-M // 128) * -(-O // 128) < sms // 2:
-        return 7 if C % 128 else 2
-    if K <= 256 and O >= 128:
-        return 11
-    if C % 128:
-        return 7
-    return 8 if O <= 64 else 0
-
-
-def sm90_conv_splits() -> int:
-    """Split-K factor of the wgmma conv: 1 unless INT8COMPILE_SM90_CONV_SPLITS asks for more. Split-K is
-    exact but measured slower on every ResNet-50 layer at batch 1 on H100 (each extra slice added a
-    near-constant 3-6 us, with the reduction through atomics and through per-slice planes alike;
-    benchmarks/results/cuda_2026-11-25_session3.md), so it is opt-in until that is understood."""
-    return int(os.environ.get("INT8COMPILE_SM90_CONV_SPLITS", "1"))
-
-
-def _im2col_unfit(x: Tensor, w: Tensor, groups: int, stride, padding, dilation, out_hw) -> Optional[str]:
-    """Why the TMA im2col conv cannot take this conv (None: it can). Limits of cuTensorMapEncodeIm2col
-    for 4-D tensors: window corners in [-128, 127], traversal strides <= 8, 16-byte aligned rows."""
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    KH, KW = w.shape[1], w.shape[2]
-    if groups != 1:
-        return "grouped"
-    if C % 32:
-        return "channels not a multiple of 32"
-    if x.data_ptr() % 16 or w.data_ptr() % 16:
-        return "operands not 16-byte aligned"
-    if max(stride) > 8:
-        return "stride > 8"
-    if (KH - 1) * dilation[0] >= 1 << 16 or (KW - 1) * dilation[1] >= 1 << 16:
-        return "filter window too large"
-    corners = (-padding[0], -padding[2], (out_hw[0] - 1) * stride[0] - padding[0] - (H - 1),
-               (out_hw[1] - 1) * stride[1] - padding[2] - (W - 1))
-    if any(not -128 <= c <= 127 for c in corners):
-        return "padding / window corners outside [-128, 127]"
-    return None
+def _conv_query(x: Tensor, w: Tensor, stride, padding, dilation, groups: int) -> ConvQuery:
+    cc = _capability() or (0, 0)
+    return ConvQuery(*x.shape, *w.shape, tuple(stride), tuple(padding), tuple(dilation), groups,
+                     alignment(x.data_ptr()), alignment(w.data_ptr()), cc,
+                     _num_sms(x.device.index or 0) if x.is_cuda else 132)
 
 
 _WS: dict = {}
@@ -369,8 +285,7 @@ def _workspace(device, M: int, N: int) -> tuple[Tensor, Tensor]:
 def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, res_mult, res_scale: float,
                 lo: float, hi: float, out_dtype: torch.dtype, algo: str = "auto", cfg: Optional[int] = None,
                 max_ctas: int = 0, out: Optional[Tensor] = None, splits: Optional[int] = None) -> Tensor:
-    """Run the linear kernel. algo: auto | sm90 | mma | mma64 | dp4a."""
-    m = ext()
+    """Run the linear kernel that cuda_plan.plan_linear picks. algo: auto | sm90 | mma | mma64 | dp4a."""
     dev = x.device
     K = x.shape[-1]
     N = weight.shape[0]
@@ -387,34 +302,14 @@ def linear_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
         assert out.dtype == out_dtype and out.is_contiguous()
     if M == 0 or N == 0:
         return out.reshape(*x.shape[:-1], N)
-    cc = _capability()
-    sm90_fit = cc == (9, 0) and K % 16 == 0 and x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0
-    if algo == "auto":
-        algo = _algo()
-    if algo == "auto":
-        if sm90_fit:
-            algo = "sm90"
-        elif cc >= (7, 5):
-            algo = "mma64" if M <= 64 else "mma"
-        else:
-            algo = "dp4a"
-    if algo == "sm90":
-        if not sm90_fit:
-            algo = "mma"
-        else:
-            c, sp = sm90_config(M, N, K, _num_sms(dev.index or 0))
-            if cfg is not None:
-                c = cfg
-            if splits is not None:
-                sp = splits
-            ws = cnt = None
-            if sp > 1:
-                ws, cnt = _workspace(dev, M, N)
-            m.linear(x2, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, 0, c, max_ctas,
-                     sp, ws, cnt)
-            return out.reshape(*x.shape[:-1], N)
-    code = {"mma": 1, "mma64": 2, "dp4a": 3}[algo]
-    m.linear(x2, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, code, 0, 0, 1, None, None)
+    aligned = x2.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0
+    plan = plan_linear(M, N, K, aligned, _capability(), _num_sms(dev.index or 0), algo, cfg, splits, forced_algo())
+    epi = (bias, scale, mult, shift, res, res_mult, res_scale, lo, hi)
+    if plan.algo == "sm90":
+        ws, cnt = _workspace(dev, M, N) if plan.splits > 1 else (None, None)
+        ext().linear(x2, w, out, *epi, 0, plan.cfg, max_ctas, plan.splits, ws, cnt)
+    else:
+        ext().linear(x2, w, out, *epi, {"mma": 1, "mma64": 2, "dp4a": 3}[plan.algo], 0, 0, 1, None, None)
     return out.reshape(*x.shape[:-1], N)
 
 
@@ -422,84 +317,49 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
                 lo: float, hi: float, out_dtype: torch.dtype, stride: Sequence[int], padding: Sequence[int],
                 dilation: Sequence[int], groups: int, algo: str = "auto", out: Optional[Tensor] = None,
                 cfg: Optional[int] = None, splits: Optional[int] = None) -> Tensor:
-    """Run the conv kernel. algo: auto | sm90 | stem | fold | mma | mma64 | dp4a | depthwise (cfg: sm90 conv tile,
-    splits: its split-K factor)."""
-    from ..ops import conv2d_output_size
-    m = ext()
+    """Run the conv kernel that cuda_plan.plan_conv picks. algo: auto | sm90 | stem | fold | mma | mma64 | dp4a |
+    depthwise (cfg: sm90 conv tile, splits: its split-K factor)."""
     dev = x.device
     xc = x.contiguous(memory_format=torch.channels_last)
     w = weight.contiguous()
-    Nb, C, H, W = x.shape
-    O, KH, KW, Cg = w.shape
     stride, padding, dilation = list(stride), list(padding), list(dilation)
-    oh, ow = conv2d_output_size((H, W), (KH, KW), stride, padding, dilation)
+    q = _conv_query(xc, w, stride, padding, dilation, groups)
+    Nb, O, (oh, ow) = q.N, q.O, q.out_hw
     bias, scale, mult, shift, _, res_mult = _epi_args(dev, out_dtype, bias, scale, mult, shift, residual, res_mult)
     res_mult = _dev(res_mult, dev, torch.int32)
     res = residual.contiguous(memory_format=torch.channels_last) if residual is not None else None
     if out is None:
         out = torch.empty((Nb, O, oh, ow), dtype=out_dtype, device=dev, memory_format=torch.channels_last)
-    assert out.shape == (Nb, O, oh, ow) and out.is_contiguous(memory_format=torch.channels_last)
+    if out.shape != (Nb, O, oh, ow) or not out.is_contiguous(memory_format=torch.channels_last):
+        raise ValueError(f"conv2d out must be a channels-last {(Nb, O, oh, ow)} tensor, got {tuple(out.shape)}")
     if out.numel() == 0:
         return out
-    cc = _capability()
-    depthwise = groups == C == O and Cg == 1 and xc.data_ptr() % 4 == 0
-    im2col = cc == (9, 0) and _im2col_unfit(xc, w, groups, stride, padding, dilation, (oh, ow)) is None
-    auto_pad = algo == "auto"
-    forced = _algo()                       # INT8COMPILE_CUDA_ALGO, read once per call
-    choose = auto_pad and forced == "auto"
-    if algo == "auto":
-        algo = forced
-        if algo in ("sm90", "auto"):
-            if depthwise:
-                algo = "depthwise"
-            elif im2col:
-                algo = "sm90"
-            elif cc >= (7, 5):
-                algo = "mma64" if (Nb * oh * ow <= 64 * 132 or O // groups <= 64) else "mma"
-            else:
-                algo = "dp4a"
-    fold = (groups == 1 and 1 < KW and KW * C <= FOLD_CHANNELS and xc.data_ptr() % 16 == 0
-            and ((ow - 1) * stride[1] + (KW - 1) * dilation[1] + 1) * C <= FOLD_MAX_ROW_BYTES and cc == (9, 0))
-    # the stem kernel builds its A tiles from x itself (4-byte loads of contiguous filter rows)
-    stem = (groups == 1 and KW * C <= FOLD_CHANNELS and dilation[1] == 1 and (W * C) % 4 == 0
-            and xc.data_ptr() % 4 == 0 and cc == (9, 0))
-    auto_stem = stem and 1 < KW and not (fold and Nb * oh * ow > STEM_MAX_ROWS)
-    if algo == "stem" or (choose and auto_stem):
-        if stem:
-            return _conv2d_stem(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
-                                stride, padding, dilation, out)
-        algo = "mma"
-    if algo == "fold" or (choose and fold and Nb * oh * ow >= FOLD_MIN_ROWS):
-        if fold:
-            return _conv2d_folded(xc, w, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
-                                  stride, padding, dilation, out, cfg)
-        algo = "mma"
-    if algo == "sm90" and not im2col:
-        algo = "mma"
-    if algo == "sm90":
-        M, K, sms = Nb * oh * ow, KH * KW * C, _num_sms(dev.index or 0)
-        c = sm90_conv_config(M, O, C, K, sms) if cfg is None else cfg
-        sp = sm90_conv_splits() if splits is None else splits
-        ws, cnt = _workspace(dev, M, O) if sp > 1 else (None, None)
-        m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
-                 groups, 4, c, sp, ws, cnt)
-        return out
-    if algo == "depthwise" and not depthwise:
-        algo = "mma"
-    if algo in ("mma", "mma64") and groups == 1 and C % 4 and C < 16 and auto_pad:
-        # few input channels (the RGB stem): zero-pad C to a multiple of 4 so the loader can use
-        # 4-byte gathers instead of byte gathers; zero channels add nothing to the sums (exact)
-        c4 = -(-C // 4) * 4
-        xp = torch.empty((Nb, c4, H, W), dtype=torch.int8, device=dev, memory_format=torch.channels_last)
-        xp[:, C:] = 0
-        xp[:, :C] = xc
-        wp = torch.zeros((O, KH, KW, c4), dtype=torch.int8, device=dev)
-        wp[..., :C] = w
-        xc, w = xp, wp
-    code = {"mma": 0, "mma64": 1, "dp4a": 2, "depthwise": 3}[algo]
-    m.conv2d(xc, w, out, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, stride, padding, dilation,
-             groups, code, 0, 1, None, None)
+    plan = plan_conv(q, algo, cfg, splits, route_env())
+    epi = (bias, scale, mult, shift, res, res_mult, res_scale, lo, hi)
+    if plan.algo == "stem":
+        ext().conv2d_stem(xc, _fold_weight(w), out, *epi, q.KW, stride, padding, dilation)
+    elif plan.algo == "fold":
+        _conv2d_folded(xc, w, epi, out_dtype, stride, padding, dilation, out, plan.cfg)
+    elif plan.algo == "sm90":
+        ws, cnt = _workspace(dev, q.rows, O) if plan.splits > 1 else (None, None)
+        ext().conv2d(xc, w, out, *epi, stride, padding, dilation, groups, 4, plan.cfg, plan.splits, ws, cnt)
+    else:
+        if plan.pad_channels:
+            xc, w = _pad_channels(xc, w, plan.pad_channels)
+        code = {"mma": 0, "mma64": 1, "dp4a": 2, "depthwise": 3}[plan.algo]
+        ext().conv2d(xc, w, out, *epi, stride, padding, dilation, groups, code, 0, 1, None, None)
     return out
+
+
+def _pad_channels(x: Tensor, w: Tensor, c4: int) -> tuple[Tensor, Tensor]:
+    """x and w with C zero-padded to c4 channels (exact: zero channels add nothing to the sums)."""
+    Nb, C, H, W = x.shape
+    xp = torch.empty((Nb, c4, H, W), dtype=torch.int8, device=x.device, memory_format=torch.channels_last)
+    xp[:, C:] = 0
+    xp[:, :C] = x
+    wp = torch.zeros((*w.shape[:3], c4), dtype=torch.int8, device=w.device)
+    wp[..., :C] = w
+    return xp, wp
 
 
 def _fold_weight(w: Tensor) -> Tensor:
@@ -510,39 +370,47 @@ def _fold_weight(w: Tensor) -> Tensor:
     return wf
 
 
-def _conv2d_stem(x: Tensor, w: Tensor, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
-                 stride, padding, dilation, out: Tensor) -> Tensor:
-    """A conv with KW * C <= 32 (the RGB stem) on the wgmma kernel whose producer warpgroup writes the A
-    tiles from x: k-block kh of an output pixel is its window's filter row kh, KW * C contiguous bytes
-    of x (conv_sm90_built). The same sums as the folded conv, without the fold pass. The epilogue
-    arguments are conv2d_impl's, already on the device."""
-    ext().conv2d_stem(x, _fold_weight(w.contiguous()), out, bias, scale, mult, shift, res, res_mult, res_scale, lo,
-                      hi, w.shape[2], list(stride), list(padding), list(dilation))
-    return out
-
-
-def _conv2d_folded(x: Tensor, w: Tensor, bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
-                   stride, padding, dilation, out: Tensor, cfg: Optional[int] = None) -> Tensor:
+def _conv2d_folded(x: Tensor, w: Tensor, epi: tuple, out_dtype, stride, padding, dilation, out: Tensor,
+                   cfg: Optional[int] = None) -> Tensor:
     """A conv with KW * C <= 32 (the RGB stem) as a KH x 1 conv over its filter columns folded into
     channels: y[n, h, ow, kw * C + c] = x[n, h, ow * sw + kw * dw - pl, c]. Same sums, so bit-exact;
     the folded input is 32 / (C * sw) times the input (2.7x for a 7x7 stride-2 RGB stem)."""
     Nb, C, H, W = x.shape
-    O, KH, KW, _ = w.shape
-    ow = out.shape[3]
-    xf = torch.empty((Nb, FOLD_CHANNELS, H, ow), dtype=torch.int8, device=x.device,
+    KW = w.shape[2]
+    xf = torch.empty((Nb, FOLD_CHANNELS, H, out.shape[3]), dtype=torch.int8, device=x.device,
                      memory_format=torch.channels_last)
     ext().fold_kw(x, xf, KW, stride[1], dilation[1], padding[2])
-    return conv2d_impl(xf, _fold_weight(w).unsqueeze(2), bias, scale, mult, shift, res, res_mult, res_scale, lo, hi, out_dtype,
-                       (stride[0], 1), (padding[0], padding[1], 0, 0), (dilation[0], 1), 1, algo="sm90", out=out,
-                       cfg=cfg)
+    return conv2d_impl(xf, _fold_weight(w).unsqueeze(2), *epi, out_dtype, (stride[0], 1), (padding[0], padding[1], 0, 0),
+                       (dilation[0], 1), 1, algo="sm90", out=out, cfg=cfg)
 
 
-@register("linear", TARGET, priority=PRIORITY, check=check_linear, device="cuda")
+def describe_linear(call: OpCall) -> str:
+    """The kernel plan_linear will pick for this call on this GPU (operands assumed 16-byte aligned)."""
+    cc = _capability()
+    if cc is None:
+        return ""
+    *rows, K = call.shapes["x"]
+    return str(plan_linear(math.prod(rows), call.shapes["weight"][0], K, True, cc, _num_sms(torch.cuda.current_device()),
+                           forced=forced_algo()))
+
+
+def describe_conv(call: OpCall) -> str:
+    """The kernel plan_conv will pick for this call on this GPU (operands assumed 16-byte aligned)."""
+    cc = _capability()
+    if cc is None:
+        return ""
+    p = call.params
+    q = ConvQuery(*call.shapes["x"], *call.shapes["weight"], tuple(p["stride"]), tuple(p["padding"]),
+                  tuple(p["dilation"]), p["groups"], 16, 16, cc, _num_sms(torch.cuda.current_device()))
+    return str(plan_conv(q, env=route_env()))
+
+
+@register("linear", TARGET, priority=PRIORITY, check=check_linear, device="cuda", describe=describe_linear)
 def linear(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype):
     return linear_impl(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype)
 
 
-@register("conv2d", TARGET, priority=PRIORITY, check=check_conv, device="cuda")
+@register("conv2d", TARGET, priority=PRIORITY, check=check_conv, device="cuda", describe=describe_conv)
 def conv2d(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype, stride,
            padding, dilation, groups):
     return conv2d_impl(x, weight, bias, scale, mult, shift, residual, res_mult, res_scale, lo, hi, out_dtype,

@@ -37,19 +37,21 @@ class Kernel:
     check: Check
     priority: int
     device: Optional[str] = None                  # "cpu" / "cuda"; None: runs anywhere
+    describe: Optional[Callable[[OpCall], str]] = None  # which variant will run (for the report)
 
 
 _KERNELS: dict[tuple[str, str], Kernel] = {}
 
 
 def register(op: str, target: str, *, priority: int, check: Check = lambda call: None,
-             device: Optional[str] = None):
-    """Decorator: register `fn` as the `target` implementation of `op` (for one device, or any)."""
+             device: Optional[str] = None, describe: Optional[Callable[[OpCall], str]] = None):
+    """Decorator: register `fn` as the `target` implementation of `op` (for one device, or any).
+    describe(call), where given, names the kernel variant the target will run (e.g. its tile config)."""
     if op not in OPS:
         raise ValueError(f"unknown int8 op {op!r}; known: {OPS}")
 
     def wrap(fn: Callable) -> Callable:
-        _KERNELS[(op, target)] = Kernel(op, target, fn, check, priority, device)
+        _KERNELS[(op, target)] = Kernel(op, target, fn, check, priority, device, describe)
         return fn
     return wrap
 

@@ -34,6 +34,7 @@ def lower(gm: fx.GraphModule, ctx: PassContext) -> fx.GraphModule:
         layer = node.meta.get("int8_layer")
         if layer is not None:
             ctx.kernels[layer] = {"target": kernel.target, "rejected": rejected,
+                                  "variant": kernel.describe(call) if kernel.describe else "",
                                   "in": call.shapes["x"], "out": call.shapes["out"]}
     gm.recompile()
     return gm

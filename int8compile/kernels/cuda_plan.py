@@ -1,0 +1,271 @@
+"""Which CUDA kernel runs a conv or a linear, with which tile config: pure decisions from shapes, operand
+alignment, the compute capability and the INT8COMPILE_* overrides. No CUDA calls, so the routing is
+tested on any machine (tests/test_cuda_plan.py) and the report can show it; cuda.py executes the plan.
+
+The tile tables and pickers come from H100 sweeps (benchmarks/results/cuda_2026-11-25*.md).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+# wgmma GEMM tiles (gemm_sm90.cu): cfg -> (BM, BN)
+SM90_TILES = {0: (128, 256), 1: (128, 128), 2: (64, 128), 4: (128, 128), 7: (64, 64), 9: (64, 128)}
+# wgmma conv tiles (conv_sm90.cuh): cfg -> (BM, BN, BK); 7 and up run several CTAs per SM
+SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: (128, 64, 64),
+                   4: (128, 256, 128), 5: (64, 128, 64), 6: (128, 64, 32), 7: (128, 64, 64),
+                   8: (128, 64, 128), 10: (64, 64, 128), 11: (64, 128, 64),
+                   12: (64, 64, 32), 13: (128, 64, 32), 14: (128, 64, 64),
+                   15: (128, 128, 64), 16: (64, 128, 64)}  # 15, 16: ping-pong consumers
+FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
+FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
+FOLD_MAX_ROW_BYTES = 32000  # fold_kw stages one input row's window range in shared memory
+# the direct stem beats fold pass + folded conv on small convs, loses on large ones (H100, ResNet-50 stem,
+# us: batch 4 16.4 vs 18.7, 16: 48.8 vs 50.8, 64: 196.5 vs 179.8, 256: 758 vs 674)
+STEM_MAX_ROWS = 32 * 112 * 112
+SM90 = (9, 0)
+MMA_MIN_CC = (7, 5)         # mma.sync m16n8k32 (four m8n8k16 on sm75)
+
+
+
+@dataclass(frozen=True)
+class RouteEnv:
+    """The routing overrides from the environment (read once per call by route_env)."""
+    algo: str = "auto"                 # INT8COMPILE_CUDA_ALGO: one kernel family for every conv / linear
+    conv_cfg: Optional[int] = None     # INT8COMPILE_SM90_CONV_CFG: the wgmma conv tile config
+    conv_splits: int = 1               # INT8COMPILE_SM90_CONV_SPLITS: its split-K factor
+
+
+def forced_algo() -> str:
+    return os.environ.get("INT8COMPILE_CUDA_ALGO", "auto").lower()
+
+
+def route_env() -> RouteEnv:
+    cfg = os.environ.get("INT8COMPILE_SM90_CONV_CFG")
+    return RouteEnv(forced_algo(), int(cfg) if cfg is not None else None, sm90_conv_splits())
+
+
+def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
+    """(tile config, split-K factor) for the wgmma GEMM (configs in gemm_sm90.cu)."""
+    env = os.environ.get("INT8COMPILE_SM90_CFG")
+
+    def tiles(cfg):
+        bm, bn = SM90_TILES[cfg]
+        return -(-M // bm) * -(-N // bn)
+    # Measured on H100: the cooperative 128x128 tile is best once it gives ~a wave of CTAs; 64x128
+    # below that; 64x64 for M <= 64. The ping-pong config (4) and split-K (atomic int32 reduction)
+    # were slower everywhere measured, so they are opt-in only.
+    if env is not None:
+        cfg = int(env)
+    elif M <= 64:
+        cfg = 7
+    elif tiles(1) >= (3 * sms) // 4:
+        cfg = 1
+    else:
+        cfg = 2
+    return cfg, int(os.environ.get("INT8COMPILE_SM90_SPLITS", "1"))
+
+
+def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
+    """Tile config of the wgmma implicit-GEMM conv (K = KH * KW * C, the reduction length):
+      * C not a multiple of 64 (the folded stem, C = 32): 128x64 tiles, 32-byte k-blocks, two CTAs
+        per SM (13);
+      * 128x128 tiles would leave most SMs idle (batch 1): 128x64 tiles (2, or 7 for C = 64);
+      * short reductions into >= 128 channels (the output-heavy 1x1 expansions): 64x128 tiles at
+        three CTAs per SM (11), so epilogues overlap other CTAs' loads and MMAs;
+      * C = 64: 128x64 at two CTAs per SM, 64-byte k-blocks (7); O <= 64 likewise with 128-byte
+        k-blocks (8); otherwise 128x128 tiles with 128-byte k-blocks (0)."""
+    if C % 64:
+        return 13
+    if -(-M // 128) * -(-O // 128) < sms // 2:
+        return 7 if C % 128 else 2
+    if K <= 256 and O >= 128:
+        return 11
+    if C % 128:
+        return 7
+    return 8 if O <= 64 else 0
+
+
+def sm90_conv_splits() -> int:
+    """Split-K factor of the wgmma conv: 1 unless INT8COMPILE_SM90_CONV_SPLITS asks for more. Split-K is
+    exact but measured slower on every ResNet-50 layer at batch 1 on H100 (each extra slice added a
+    near-constant 3-6 us, with the reduction through atomics and through per-slice planes alike;
+    benchmarks/results/cuda_2026-11-25_session3.md), so it is opt-in until that is understood."""
+    return int(os.environ.get("INT8COMPILE_SM90_CONV_SPLITS", "1"))
+
+
+def alignment(address: int) -> int:
+    """The largest of 16, 4 and 1 that divides `address` (what the kernels' loads need)."""
+    return 16 if address % 16 == 0 else 4 if address % 4 == 0 else 1
+
+
+def conv_output_hw(H: int, W: int, KH: int, KW: int, stride, padding, dilation) -> tuple[int, int]:
+    """padding = (top, bottom, left, right)."""
+    oh = (H + padding[0] + padding[1] - dilation[0] * (KH - 1) - 1) // stride[0] + 1
+    ow = (W + padding[2] + padding[3] - dilation[1] * (KW - 1) - 1) // stride[1] + 1
+    return oh, ow
+
+
+@dataclass(frozen=True)
+class ConvQuery:
+    """A conv as the router sees it: x [N, C, H, W] channels-last, weight [O, KH, KW, Cg]."""
+    N: int
+    C: int
+    H: int
+    W: int
+    O: int
+    KH: int
+    KW: int
+    Cg: int
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    dilation: tuple[int, int]
+    groups: int
+    x_align: int        # alignment() of x's and the weight's addresses
+    w_align: int
+    cc: tuple[int, int]
+    sms: int = 132
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return conv_output_hw(self.H, self.W, self.KH, self.KW, self.stride, self.padding, self.dilation)
+
+    @property
+    def rows(self) -> int:
+        """GEMM rows: output pixels."""
+        oh, ow = self.out_hw
+        return self.N * oh * ow
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """algo: sm90 (TMA im2col + wgmma) | stem (wgmma, A tiles built from x) | fold (fold pass, then the
+    sm90 conv over 32 folded channels) | mma / mma64 (mma.sync implicit GEMM, 128x128 / 64x64 tiles) |
+    dp4a | depthwise. cfg: the sm90 tile config (None for the others, and for fold, whose folded conv
+    plans its own); pad_channels: zero-pad C to this first (few-channel convs on mma.sync)."""
+    algo: str
+    cfg: Optional[int] = None
+    splits: int = 1
+    pad_channels: int = 0
+
+    def __str__(self) -> str:
+        if self.algo == "sm90":
+            bm, bn, bk = SM90_CONV_TILES[self.cfg]
+            return f"sm90 {bm}x{bn}x{bk} (cfg {self.cfg})" + (f" split-K {self.splits}" if self.splits > 1 else "")
+        if self.algo == "fold":
+            return "fold pass + sm90 over 32 folded channels"
+        if self.algo == "stem":
+            return "stem (A tiles built from x)"
+        if self.pad_channels:
+            return f"{self.algo} (C zero-padded to {self.pad_channels})"
+        return self.algo
+
+
+def im2col_unfit(q: ConvQuery) -> Optional[str]:
+    """Why the TMA im2col conv cannot take this conv (None: it can). Limits of cuTensorMapEncodeIm2col
+    for 4-D tensors: window corners in [-128, 127], traversal strides <= 8, 16-byte aligned rows."""
+    if q.groups != 1:
+        return "grouped"
+    if q.C % 32:
+        return "channels not a multiple of 32"
+    if q.x_align < 16 or q.w_align < 16:
+        return "operands not 16-byte aligned"
+    if max(q.stride) > 8:
+        return "stride > 8"
+    if (q.KH - 1) * q.dilation[0] >= 1 << 16 or (q.KW - 1) * q.dilation[1] >= 1 << 16:
+        return "filter window too large"
+    oh, ow = q.out_hw
+    corners = (-q.padding[0], -q.padding[2], (oh - 1) * q.stride[0] - q.padding[0] - (q.H - 1),
+               (ow - 1) * q.stride[1] - q.padding[2] - (q.W - 1))
+    if any(not -128 <= c <= 127 for c in corners):
+        return "padding / window corners outside [-128, 127]"
+    return None
+
+
+def _can_fold(q: ConvQuery) -> bool:
+    ow = q.out_hw[1]
+    return (q.groups == 1 and 1 < q.KW and q.KW * q.C <= FOLD_CHANNELS and q.x_align == 16 and q.cc == SM90
+            and ((ow - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C <= FOLD_MAX_ROW_BYTES)
+
+
+def _can_stem(q: ConvQuery) -> bool:
+    return (q.groups == 1 and q.KW * q.C <= FOLD_CHANNELS and q.dilation[1] == 1 and (q.W * q.C) % 4 == 0
+            and q.x_align >= 4 and q.cc == SM90)
+
+
+@functools.lru_cache(maxsize=4096)
+def plan_conv(q: ConvQuery, algo: str = "auto", cfg: Optional[int] = None, splits: Optional[int] = None,
+              env: RouteEnv = RouteEnv()) -> ConvPlan:
+    """The kernel for conv `q`. algo: auto, or one family to force (falls back to mma.sync where that
+    family cannot take the conv); cfg / splits override the sm90 tile config / split-K factor; env: the
+    INT8COMPILE_* overrides (an argument, so the cache sees them)."""
+    asked_auto = algo == "auto"
+    choose = asked_auto and env.algo == "auto"      # the stem and fold rules apply only then
+    depthwise = q.groups == q.C == q.O and q.Cg == 1 and q.x_align >= 4
+    im2col = q.cc == SM90 and im2col_unfit(q) is None
+    if asked_auto:
+        algo = env.algo
+        if algo in ("sm90", "auto"):
+            if depthwise:
+                algo = "depthwise"
+            elif im2col:
+                algo = "sm90"
+            elif q.cc >= MMA_MIN_CC:
+                algo = "mma64" if (q.rows <= 64 * 132 or q.O // q.groups <= 64) else "mma"
+            else:
+                algo = "dp4a"
+    fold, stem = _can_fold(q), _can_stem(q)
+    if algo == "stem" or (choose and stem and 1 < q.KW and not (fold and q.rows > STEM_MAX_ROWS)):
+        if stem:
+            return ConvPlan("stem")
+        algo = "mma"
+    if algo == "fold" or (choose and fold and q.rows >= FOLD_MIN_ROWS):
+        if fold:
+            return ConvPlan("fold", cfg=cfg)
+        algo = "mma"
+    if algo == "sm90" and not im2col:
+        algo = "mma"
+    if algo == "sm90":
+        c = cfg if cfg is not None else env.conv_cfg if env.conv_cfg is not None else \
+            sm90_conv_config(q.rows, q.O, q.C, q.KH * q.KW * q.C, q.sms)
+        return ConvPlan("sm90", cfg=c, splits=splits if splits is not None else env.conv_splits)
+    if algo == "depthwise" and not depthwise:
+        algo = "mma"
+    if algo in ("mma", "mma64") and q.groups == 1 and q.C % 4 and q.C < 16 and asked_auto:
+        # few input channels (the RGB stem): zero-pad C to a multiple of 4 so the loader can use
+        # 4-byte gathers instead of byte gathers; zero channels add nothing to the sums (exact)
+        return ConvPlan(algo, pad_channels=-(-q.C // 4) * 4)
+    return ConvPlan(algo)
+
+
+@dataclass(frozen=True)
+class LinearPlan:
+    """algo: sm90 (TMA + wgmma, cfg = SM90_TILES key) | mma / mma64 (mma.sync 128x128 / 64x64) | dp4a."""
+    algo: str
+    cfg: Optional[int] = None
+    splits: int = 1
+
+    def __str__(self) -> str:
+        if self.algo == "sm90":
+            bm, bn = SM90_TILES[self.cfg]
+            return f"sm90 {bm}x{bn} (cfg {self.cfg})" + (f" split-K {self.splits}" if self.splits > 1 else "")
+        return self.algo
+
+
+def plan_linear(M: int, N: int, K: int, aligned16: bool, cc: tuple[int, int], sms: int = 132, algo: str = "auto",
+                cfg: Optional[int] = None, splits: Optional[int] = None, forced: str = "auto") -> LinearPlan:
+    """The kernel for y[M, N] = x[M, K] w[N, K]^T. aligned16: x and w 16-byte aligned (TMA);
+    forced: INT8COMPILE_CUDA_ALGO. The wgmma path needs K % 16 == 0 (TMA row stride)."""
+    sm90_fit = cc == SM90 and K % 16 == 0 and aligned16
+    if algo == "auto":
+        algo = forced
+    if algo == "auto":
+        algo = "sm90" if sm90_fit else ("mma64" if M <= 64 else "mma") if cc >= MMA_MIN_CC else "dp4a"
+    if algo == "sm90":
+        if not sm90_fit:
+            return LinearPlan("mma")
+        c, sp = sm90_config(M, N, K, sms)
+        return LinearPlan("sm90", cfg if cfg is not None else c, splits if splits is not None else sp)
+    return LinearPlan(algo)

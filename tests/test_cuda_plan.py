@@ -1,0 +1,100 @@
+"""The CUDA routing (kernels/cuda_plan.py) is plain Python: which kernel and tile config each conv and
+linear gets, tested here on any machine. The kernels themselves are tested on the GPU
+(tests/test_cuda_kernels.py through scripts/gpu_check.sh)."""
+import pytest
+
+from int8compile.kernels import cuda_plan as cp
+from int8compile.kernels.registry import OpCall
+
+H100 = (9, 0)
+
+
+def conv(N, C, H, O, k, s=1, p=None, *, W=None, groups=1, dilation=(1, 1), x_align=16, cc=H100):
+    p = k // 2 if p is None else p
+    return cp.ConvQuery(N, C, H, W or H, O, k, k, C // groups, (s, s), (p, p, p, p), dilation, groups,
+                        x_align, 16, cc, 132)
+
+
+@pytest.mark.parametrize("q,expected", [
+    # ResNet-50 on an H100: the RGB stem, folded at batch 256 and built directly at batch 1
+    (conv(256, 3, 224, 64, 7, 2), "fold"),
+    (conv(1, 3, 224, 64, 7, 2), "stem"),
+    (conv(256, 64, 56, 256, 1), "sm90:11"),     # output-heavy 1x1: 64x128 tiles, three CTAs per SM
+    (conv(256, 64, 56, 64, 3), "sm90:7"),       # C = 64
+    (conv(256, 256, 56, 64, 1), "sm90:8"),      # O <= 64
+    (conv(256, 512, 7, 512, 3), "sm90:0"),
+    (conv(1, 512, 7, 512, 3), "sm90:2"),        # batch 1: too few 128x128 tiles
+    (conv(2, 48, 14, 64, 3), "mma64"),          # C not a multiple of 32: no TMA im2col
+    (conv(256, 64, 56, 64, 3, x_align=4), "mma64"),  # misaligned x
+    (conv(64, 64, 56, 256, 3, groups=2), "mma"),
+    (conv(8, 32, 28, 32, 3, groups=32), "depthwise"),
+    (conv(256, 64, 56, 256, 1, cc=(8, 0)), "mma"),
+    (conv(1, 64, 56, 256, 1, cc=(8, 6)), "mma64"),
+    (conv(256, 64, 56, 256, 1, cc=(6, 1)), "dp4a"),
+])
+def test_conv_routing(q, expected):
+    plan = cp.plan_conv(q)
+    assert (f"{plan.algo}:{plan.cfg}" if plan.algo == "sm90" else plan.algo) == expected, plan
+
+
+def test_three_channel_conv_off_hopper_pads_channels_to_four():
+    plan = cp.plan_conv(conv(8, 3, 224, 64, 7, 2, cc=(8, 0)))
+    assert (plan.algo, plan.pad_channels) == ("mma64", 4)     # O = 64: the 64x64 tiles
+    assert str(plan) == "mma64 (C zero-padded to 4)"
+    assert cp.plan_conv(conv(8, 3, 224, 64, 7, 2, cc=(8, 0)), "mma").pad_channels == 0   # asked: as is
+
+
+def test_stem_needs_four_byte_rows_and_falls_back():
+    odd = conv(1, 3, 19, 64, 7, 2)                            # W * C = 57: no 4-byte rows
+    assert cp.plan_conv(odd, "stem").algo == "mma"
+    assert cp.plan_conv(odd).algo == "mma64"                 # too few rows to fold either
+
+
+def test_forced_families_and_overrides():
+    q = conv(256, 64, 56, 256, 1)
+    assert cp.plan_conv(q, env=cp.RouteEnv(algo="mma")).algo == "mma"
+    assert cp.plan_conv(q, "dp4a").algo == "dp4a"
+    assert cp.plan_conv(q, "depthwise").algo == "mma"       # not a depthwise conv
+    assert cp.plan_conv(q, "stem").algo == "mma"
+    assert cp.plan_conv(q, env=cp.RouteEnv(conv_cfg=0)).cfg == 0
+    assert cp.plan_conv(q, cfg=14, env=cp.RouteEnv(conv_cfg=0)).cfg == 14      # the argument wins
+    assert cp.plan_conv(q, env=cp.RouteEnv(conv_splits=3)).splits == 3
+    stem = conv(256, 3, 224, 64, 7, 2)
+    assert cp.plan_conv(stem, env=cp.RouteEnv(algo="sm90")).algo == "mma64"    # forced: no stem rules
+    assert cp.plan_conv(stem, "fold", cfg=6) == cp.ConvPlan("fold", cfg=6)
+
+
+def test_im2col_limits():
+    assert cp.im2col_unfit(conv(1, 64, 8, 64, 3)) is None
+    assert "grouped" in cp.im2col_unfit(conv(1, 64, 8, 64, 3, groups=2))
+    assert "32" in cp.im2col_unfit(conv(1, 48, 8, 64, 3))
+    assert "aligned" in cp.im2col_unfit(conv(1, 64, 8, 64, 3, x_align=4))
+    assert "stride" in cp.im2col_unfit(conv(1, 64, 8, 64, 3, 9))
+    assert "corner" in cp.im2col_unfit(conv(1, 64, 8, 64, 3, 1, 200))
+
+
+@pytest.mark.parametrize("M,K,aligned,cc,expected", [
+    (4096, 4096, True, H100, "sm90:1"), (256, 4096, True, H100, "sm90:2"), (32, 4096, True, H100, "sm90:7"),
+    (4096, 131, True, H100, "mma"), (4096, 4096, False, H100, "mma"), (32, 4096, True, (8, 0), "mma64"),
+    (4096, 4096, True, (6, 1), "dp4a"),
+])
+def test_linear_routing(M, K, aligned, cc, expected):
+    plan = cp.plan_linear(M, 4096, K, aligned, cc)
+    assert (f"{plan.algo}:{plan.cfg}" if plan.algo == "sm90" else plan.algo) == expected, plan
+
+
+def test_plan_names_for_the_report(monkeypatch):
+    from int8compile.kernels import cuda as ck
+    monkeypatch.setattr(ck, "_capability", lambda: H100)
+    monkeypatch.setattr(ck, "_num_sms", lambda dev: 132)
+    monkeypatch.setattr(ck.torch.cuda, "current_device", lambda: 0)
+    call = OpCall("conv2d", "cuda", {"x": (256, 64, 56, 56), "weight": (256, 1, 1, 64), "out": (256, 256, 56, 56)},
+                  params={"stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1), "groups": 1})
+    assert ck.describe_conv(call) == "sm90 64x128x64 (cfg 11)"
+    stem = OpCall("conv2d", "cuda", {"x": (1, 3, 224, 224), "weight": (64, 7, 7, 3), "out": (1, 64, 112, 112)},
+                  params={"stride": (2, 2), "padding": (3, 3, 3, 3), "dilation": (1, 1), "groups": 1})
+    assert ck.describe_conv(stem).startswith("stem")
+    lin = OpCall("linear", "cuda", {"x": (8, 128, 4096), "weight": (4096, 4096), "out": (8, 128, 4096)})
+    assert ck.describe_linear(lin) == "sm90 128x128 (cfg 1)"
+    monkeypatch.setattr(ck, "_capability", lambda: None)     # no GPU: no plan to show
+    assert ck.describe_conv(call) == ""
