@@ -184,6 +184,7 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False):
                                                        **kw)
                             for i in range(ns)], reps=15)
     r = {"ours": ours()}
+    plan = str(ck.plan_conv(ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1), env=ck.route_env()))
     if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the stem: also as a folded conv, and its fold pass alone
         r["folded conv"] = ours(algo="fold")
         xf = torch.empty(batch, ck.FOLD_CHANNELS, H, ow, dtype=torch.int8, device=DEV,
@@ -206,7 +207,7 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False):
     wh = torch.randn(O, C, k, k, device=DEV, dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     r["cuDNN fp16"] = bench_graph([lambda i=i: F.conv2d(xh[i], wh, None, s, p) for i in range(ns2)], reps=15)
     del xh
-    return r, 2.0 * batch * oh * ow * O * k * k * C
+    return r, 2.0 * batch * oh * ow * O * k * k * C, plan
 
 
 def fmt_t(v):
@@ -273,23 +274,23 @@ def main():
             for (C, O, k, st, p, H, cnt) in RESNET50:
                 if wanted and f"{C}:{O}:{k}:{st}:{H}" not in wanted:
                     continue
-                r, ops = conv_layer(batch, C, O, k, st, p, H, sweep_cfg=args.sweep_cfg)
+                r, ops, plan = conv_layer(batch, C, O, k, st, p, H, sweep_cfg=args.sweep_cfg)
                 cols = list(dict.fromkeys(cols + [c for c in r if c not in ("ours", "cuDNN fp16")]))
                 tot_o += cnt * r["ours"]
                 tot_c += cnt * r["cuDNN fp16"]
-                rows.append(((C, O, k, st, H, cnt), r, ops))
+                rows.append(((C, O, k, st, H, cnt), r, ops, plan))
                 print(f"conv: C={C} O={O} k={k} s={st} H={H}: " + " ".join(f"{n}={v * 1e6:.1f}us" for n, v in r.items()),
                       flush=True)
             lines += [f"## ResNet-50 convs, batch {batch} (us per call; x count for the sum)", "",
-                      "| C | O | k | s | H | count | ours int8 us | cuDNN fp16 us | speedup | ours TOPS | "
+                      "| C | O | k | s | H | count | ours: kernel | ours int8 us | cuDNN fp16 us | speedup | ours TOPS | "
                       + " | ".join(f"{c} us" for c in cols) + " |",
-                      "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(cols)]
-            for (C, O, k, st, H, cnt), r, ops in rows:
-                lines.append(f"| {C} | {O} | {k} | {st} | {H} | {cnt} | {r['ours'] * 1e6:.1f} | "
+                      "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(cols)]
+            for (C, O, k, st, H, cnt), r, ops, plan in rows:
+                lines.append(f"| {C} | {O} | {k} | {st} | {H} | {cnt} | {plan} | {r['ours'] * 1e6:.1f} | "
                              f"{r['cuDNN fp16'] * 1e6:.1f} | {r['cuDNN fp16'] / r['ours']:.2f} | "
                              f"{ops / r['ours'] / 1e12:.0f} | "
                              + " | ".join(f"{r[c] * 1e6:.1f}" if c in r else "" for c in cols) + " |")
-            lines.append(f"| **sum** | | | | | {sum(r[0][5] for r in rows)} | **{tot_o * 1e6:.0f}** | **{tot_c * 1e6:.0f}** | "
+            lines.append(f"| **sum** | | | | | {sum(r[0][5] for r in rows)} | | **{tot_o * 1e6:.0f}** | **{tot_c * 1e6:.0f}** | "
                          f"**{tot_c / tot_o:.2f}** | |" + " |" * len(cols))
             lines.append("")
             summary.append(f"ResNet-50 conv sum batch {batch}: ours {tot_o * 1e3:.3f} ms, cuDNN fp16 "
