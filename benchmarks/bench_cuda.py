@@ -196,7 +196,7 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False):
                 if ck.FOLD_CHANNELS % bk == 0:
                     r[f"sm90 cfg{cfg}"] = ours(algo="fold", cfg=cfg)
     r["mma.sync"] = ours(algo="mma64" if O <= 64 else "mma")
-    if sweep_cfg and ck._im2col_unfit(xs[0], w, 1, (s, s), (p, p, p, p), (1, 1), (oh, ow)) is None:
+    if sweep_cfg and ck.im2col_unfit(ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1)) is None:
         for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
             if C % bk == 0:
                 r[f"sm90 cfg{cfg}"] = ours(algo="sm90", cfg=cfg)

@@ -321,16 +321,17 @@ def test_sm90_conv_splits_opt_in(monkeypatch):
     assert ck.sm90_conv_splits() == 3
 
 
-def test_im2col_fit_reasons():
-    """The wgmma conv declines what the TMA im2col unit cannot address, with the reason."""
+def test_conv_query_reads_shapes_and_alignment():
+    """The router's view of real tensors (its decisions are tested in test_cuda_plan.py)."""
+    buf = torch.empty(64 * 8 * 8 + 32, dtype=torch.int8)
     x = torch.empty(1, 64, 8, 8, dtype=torch.int8).contiguous(memory_format=torch.channels_last)
     w = torch.empty(64, 3, 3, 64, dtype=torch.int8)
-    assert ck._im2col_unfit(x, w, 1, (1, 1), (1, 1, 1, 1), (1, 1), (8, 8)) is None
-    assert "grouped" in ck._im2col_unfit(x, w, 2, (1, 1), (1, 1, 1, 1), (1, 1), (8, 8))
-    x48 = torch.empty(1, 48, 8, 8, dtype=torch.int8).contiguous(memory_format=torch.channels_last)
-    assert "32" in ck._im2col_unfit(x48, w, 1, (1, 1), (1, 1, 1, 1), (1, 1), (8, 8))
-    assert "stride" in ck._im2col_unfit(x, w, 1, (9, 9), (1, 1, 1, 1), (1, 1), (1, 1))
-    assert "corner" in ck._im2col_unfit(x, w, 1, (1, 1), (200, 200, 200, 200), (1, 1), (406, 406))
+    q = ck._conv_query(x, w, [1, 1], [1, 1, 1, 1], [1, 1], 1)
+    assert (q.N, q.C, q.H, q.W, q.O, q.KH, q.KW, q.Cg, q.out_hw) == (1, 64, 8, 8, 64, 3, 3, 64, (8, 8))
+    assert q.x_align == 16 and ck.im2col_unfit(q) is None
+    off = (-buf.data_ptr()) % 16 + 4                      # a view 4 bytes past a 16-byte boundary
+    x4 = buf[off:off + 64 * 64].as_strided((1, 64, 8, 8), (4096, 1, 512, 64))
+    assert ck._conv_query(x4, w, [1, 1], [1, 1, 1, 1], [1, 1], 1).x_align == 4
 
 
 # ---------------------------------------------------------------- quantize / dequantize

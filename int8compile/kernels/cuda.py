@@ -5,8 +5,10 @@ Kernels (csrc/cuda):
   * linear, Hopper (sm_90a): persistent warp-specialised wgmma GEMM, TMA loads, fused requant epilogue
     (gemm_sm90.cu); needs K % 16 == 0 and 16-byte aligned operands, else the mma.sync path runs.
   * conv2d, Hopper: the same wgmma kernel as an implicit GEMM, its A tiles loaded by TMA in im2col mode
-    (padding and stride done by the TMA unit); groups == 1, C % 64 == 0 (`_im2col_unfit` says why not).
-  * linear / conv2d, sm80+: implicit-GEMM on mma.sync m16n8k32 (igemm.cu), 128x128 tiles, 64x64 tiles for
+    (padding and stride done by the TMA unit); groups == 1, C % 32 == 0 (`cuda_plan.im2col_unfit` says why not).
+  * conv2d with KW * C <= 32 (the RGB stem), Hopper: the wgmma kernel with A tiles built from x by the
+    producer warpgroup ("stem"), or the fold pass + the im2col conv over 32 folded channels ("fold").
+  * linear / conv2d, sm75+: implicit-GEMM on mma.sync m16n8k32 (igemm.cu), 128x128 tiles, 64x64 tiles for
     small M; any K (tails are zero-filled, 16-byte cp.async when Cg % 16 == 0, byte gathers otherwise).
     The same kernel built for sm75 runs four m8n8k16 per m16n8k32 with plain loads instead of cp.async;
     it is verified by emulation (INT8COMPILE_CUDA_EMULATE_CC=75 on a newer GPU).
@@ -14,6 +16,7 @@ Kernels (csrc/cuda):
   * dp4a path (sm61+, no int8 tensor cores): target "cuda_dp4a", or INT8COMPILE_CUDA_ALGO=dp4a.
   * quantize / dequantize: vectorised elementwise, NCHW -> NHWC transposing quantize.
 
+Which kernel runs a call is decided by cuda_plan.py (plan_conv / plan_linear); this module executes it.
 Importing this module never builds or touches CUDA; the extension is compiled on first use
 (torch.utils.cpp_extension + ninja, cached by build.py). Environment knobs (testing / benchmarking):
   INT8COMPILE_CUDA_ALGO = auto | sm90 | mma | dp4a    force one linear/conv algorithm family
@@ -252,11 +255,6 @@ def _epi_args(device, out_dtype, bias, scale, mult, shift, residual, res_mult):
 @functools.cache
 def _num_sms(dev: int) -> int:
     return torch.cuda.get_device_properties(dev).multi_processor_count
-
-
-def _im2col_unfit(x: Tensor, w: Tensor, groups: int, stride, padding, dilation, out_hw=None) -> Optional[str]:
-    """Why the TMA im2col conv cannot take this conv (None: it can); see cuda_plan.im2col_unfit."""
-    return im2col_unfit(_conv_query(x, w, stride, padding, dilation, groups))
 
 
 def _conv_query(x: Tensor, w: Tensor, stride, padding, dilation, groups: int) -> ConvQuery:
