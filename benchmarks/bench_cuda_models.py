@@ -165,6 +165,11 @@ def bench_model(name, batch, reps, burst):
                 notes[cname] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
                 print(f"  {name}: {cname} FAILED: {notes[cname]}", flush=True)
                 traceback.print_exc()  # whole: the cause is often deep in inductor
+                if MODE == "reduce-overhead":
+                    # a call that raised inside a CUDA graph tree leaves the tree mid-recording, and the
+                    # next contender's first call then fails too (a bare AssertionError, seen on the H100)
+                    from torch._inductor.cudagraph_trees import reset_cudagraph_trees
+                    reset_cudagraph_trees()
         ref = copy.deepcopy(model).to(DEV)(*to_dev(example)).float()
         errs = {c: float((fn(*a).float() - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
                 for c, (fn, a) in ready.items()}
