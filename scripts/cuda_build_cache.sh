@@ -5,7 +5,8 @@
 # when their contents hash to what the carried build was made from: a stale build is never loaded.
 #   INT8COMPILE_CACHE=... scripts/cuda_build_cache.sh save FILE.tgz      after a build (mtimes kept)
 #   INT8COMPILE_CACHE=... scripts/cuda_build_cache.sh restore FILE.tgz   before the first kernel call
-# SRC_DIR (default csrc/cuda): the sources the build hashes.
+# SRC_DIR (default csrc/cuda): the sources the build hashes. An archive over 15 MB is saved as
+# FILE.tgz.part-aa, -ab, ... (the device tool returns files of at most 16 MB); restore takes either.
 set -euo pipefail
 cmd=${1:?save or restore} tgz=${2:?archive path}
 cache=${INT8COMPILE_CACHE:?set INT8COMPILE_CACHE}
@@ -15,8 +16,13 @@ case $cmd in
   save)
     echo "$hash" > "$cache/sources.sha256"
     tar czf "$tgz" -C "$(dirname "$cache")" "$(basename "$cache")"
-    echo "saved $cache ($(du -sh "$tgz" | cut -f1)) for $src $hash" ;;
+    echo "saved $cache ($(du -sh "$tgz" | cut -f1)) for $src $hash"
+    if [ "$(stat -c %s "$tgz")" -gt $((15 * 1024 * 1024)) ]; then
+      rm -f "$tgz".part-*
+      split -b 15m "$tgz" "$tgz.part-" && rm "$tgz" && echo "split into $(ls "$tgz".part-* | xargs -n1 basename | tr '\n' ' ')"
+    fi ;;
   restore)
+    if [ ! -f "$tgz" ] && ls "$tgz".part-* >/dev/null 2>&1; then cat "$tgz".part-* > "$tgz"; fi
     if [ ! -f "$tgz" ]; then echo "no carried build at $tgz"; exit 0; fi
     mkdir -p "$(dirname "$cache")"
     tar xzf "$tgz" -C "$(dirname "$cache")"

@@ -7,7 +7,8 @@
 #   BENCH_ARGS="..." extra arguments for benchmarks/bench_cuda.py
 #   models: benchmarks/bench_cuda_models.py (whole models vs fp16 eager / inductor / torchao), MODELS_ARGS="..."
 #   CUDA_BUILD_TGZ=out/cuda_build.tgz: reuse a build carried from an earlier machine when csrc/cuda is
-#   unchanged (scripts/cuda_build_cache.sh); the build is saved to $OUT/cuda_build.tgz for the next call
+#   unchanged (scripts/cuda_build_cache.sh); the build is saved to $OUT/cuda_build.tgz for the next call,
+#   as $OUT/cuda_build.tgz.part-aa, -ab, ... when over 15 MB (copy the parts into out/, carry them)
 set -uo pipefail
 OUT=${OUT:-$PWD/out/gpu_check}
 STAGES=${STAGES:-"build test sanitize sm75 bench"}
