@@ -245,3 +245,19 @@ def test_kernel_that_cannot_take_a_call_falls_back_with_reason():
     fc = next(r for r in rep.rows if r.layer == "fc")
     assert fc.kernel == "reference" and "cpu" in fc.passed_over
     assert "kernel targets passed over" in str(rep)
+
+
+@torch.no_grad()
+def test_report_names_the_kernel_variant_a_target_plans(monkeypatch):
+    """lower asks a target's describe(call) which variant it will run; the report's kernel column
+    shows it (the cuda target names its tile config this way, tests/test_cuda_plan.py)."""
+    import dataclasses
+    from int8compile.kernels import registry
+    key = ("conv2d", "cpu")
+    described = dataclasses.replace(registry._KERNELS[key], describe=lambda call: f"tile for {call.shapes['x'][1]} ch")
+    monkeypatch.setitem(registry._KERNELS, key, described)
+    cm = compile_calibrated(Net().eval(), batch, target="cpu")
+    rep = int8compile.report(cm)
+    conv = next(r for r in rep.rows if r.op.startswith("conv"))
+    assert conv.kernel == "cpu" and conv.variant.startswith("tile for ")
+    assert f"cpu: {conv.variant}" in str(rep)
