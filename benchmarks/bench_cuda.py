@@ -8,6 +8,7 @@ runs do not measure L2 hits), the graph is replayed many times and the median ti
         int8 out) vs cuDNN fp16 channels_last (F.conv2d, cudnn.benchmark).
 Usage: python benchmarks/bench_cuda.py [--out FILE.md] [--quick] [--sweep-cfg] [--skip-gemm] [--skip-conv]
                                       [--requant fixed|float] [--batches 256,1] [--layers C:O:k:s:H,...]
+                                      [--ab-env NAME=VALUE ...]   (ours again with a knob set: an A/B column)
 Writes the tables (GPU name, date, commit in the header) to --out, by default
 benchmarks/results/cuda_<UTC date>_<HHMM>.md.
 """
@@ -166,7 +167,7 @@ RESNET50 = [  # C, O, k, stride, pad, H_in, count
 ]
 
 
-def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False):
+def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
     """{contender: seconds per call} for one conv layer: ours (auto), the mma.sync implicit GEMM, with
     sweep_cfg every wgmma conv tile whose k-block divides C, and cuDNN fp16 channels-last."""
     from int8compile.ops import conv2d_output_size
@@ -184,6 +185,13 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False):
                                                        **kw)
                             for i in range(ns)], reps=15)
     r = {"ours": ours()}
+    for name, value in ab_envs:  # A/B: ours again with an INT8COMPILE_* knob set (read when the graph is captured)
+        old = os.environ.get(name)
+        os.environ[name] = value
+        try:
+            r[f"ours {name}={value}"] = ours()
+        finally:
+            os.environ.pop(name) if old is None else os.environ.__setitem__(name, old)
     plan = str(ck.plan_conv(ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1), env=ck.route_env()))
     if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the stem: also as a folded conv, and its fold pass alone
         r["folded conv"] = ours(algo="fold")
@@ -225,14 +233,17 @@ def main():
     ap.add_argument("--requant", choices=("fixed", "float"), default="fixed",
                     help="epilogue mode of our kernels (float is the compiler's default)")
     ap.add_argument("--batches", default="256,1", help="conv batch sizes, comma-separated")
+    ap.add_argument("--ab-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="also time ours with this environment knob set, in the same process (repeatable)")
     ap.add_argument("--layers", default=None,
                     help="only these conv layers, as C:O:k:s:H comma-separated (e.g. 64:256:1:1:56)")
     args = ap.parse_args()
+    ab_envs = [tuple(e.split("=", 1)) for e in args.ab_env]
     global REQUANT
     REQUANT = args.requant
     torch.backends.cudnn.benchmark = True
     props = torch.cuda.get_device_properties(0)
-    lines = [f"# int8compile cuda kernels benchmark", "",
+    lines = ["# int8compile cuda kernels benchmark", "",
              f"- GPU: {props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, "
              f"CUDA {torch.version.cuda}",
              f"- date: {STARTED:%Y-%m-%d %H:%M} UTC, commit {git_commit()}",
@@ -271,13 +282,17 @@ def main():
         for batch in (int(b) for b in args.batches.split(",")):
             rows, cols = [], []
             tot_o = tot_c = 0.0
+            ab_tot = {}
             for (C, O, k, st, p, H, cnt) in RESNET50:
                 if wanted and f"{C}:{O}:{k}:{st}:{H}" not in wanted:
                     continue
-                r, ops, plan = conv_layer(batch, C, O, k, st, p, H, sweep_cfg=args.sweep_cfg)
+                r, ops, plan = conv_layer(batch, C, O, k, st, p, H, sweep_cfg=args.sweep_cfg, ab_envs=ab_envs)
                 cols = list(dict.fromkeys(cols + [c for c in r if c not in ("ours", "cuDNN fp16")]))
                 tot_o += cnt * r["ours"]
                 tot_c += cnt * r["cuDNN fp16"]
+                for name, value in ab_envs:
+                    key = f"ours {name}={value}"
+                    ab_tot[key] = ab_tot.get(key, 0.0) + cnt * r[key]
                 rows.append(((C, O, k, st, H, cnt), r, ops, plan))
                 print(f"conv: C={C} O={O} k={k} s={st} H={H}: " + " ".join(f"{n}={v * 1e6:.1f}us" for n, v in r.items()),
                       flush=True)
@@ -296,6 +311,9 @@ def main():
             summary.append(f"ResNet-50 conv sum batch {batch}: ours {tot_o * 1e3:.3f} ms, cuDNN fp16 "
                            f"{tot_c * 1e3:.3f} ms, speedup {tot_c / tot_o:.2f}")
             print(summary[-1], flush=True)
+            for key, tot in ab_tot.items():
+                summary.append(f"  {key}: {tot * 1e3:.3f} ms ({tot_o / tot:.3f}x ours)")
+                print(summary[-1], flush=True)
     text = "\n".join(lines) + "\n"
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                    f"cuda_{STARTED:%Y-%m-%d_%H%M}.md")
