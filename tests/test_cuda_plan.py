@@ -1,6 +1,9 @@
 """The CUDA routing (kernels/cuda_plan.py) is plain Python: which kernel and tile config each conv and
 linear gets, tested here on any machine. The kernels themselves are tested on the GPU
 (tests/test_cuda_kernels.py through scripts/gpu_check.sh)."""
+import re
+from pathlib import Path
+
 import pytest
 
 from int8compile.kernels import cuda_plan as cp
@@ -98,3 +101,22 @@ def test_plan_names_for_the_report(monkeypatch):
     assert ck.describe_linear(lin) == "sm90 128x128 (cfg 1)"
     monkeypatch.setattr(ck, "_capability", lambda: None)     # no GPU: no plan to show
     assert ck.describe_conv(call) == ""
+
+
+def _source(name):
+    return (Path(__file__).resolve().parents[1] / "csrc" / "cuda" / name).read_text()
+
+
+def _cases(name, pattern):
+    return {int(m[0]): tuple(int(v) for v in m[1:]) for m in re.findall(pattern, _source(name))}
+
+
+def test_tile_tables_match_the_cuda_sources():
+    """The planner's tile tables describe the configs the kernels instantiate (conv_sm90.cuh,
+    gemm_sm90.cu): a config added or changed on one side only fails here, not on the GPU."""
+    conv = _cases("conv_sm90.cuh", r"case (\d+): return I8C_CONV(?:_PP)?\((\d+), (\d+), (\d+),")
+    assert conv == cp.SM90_CONV_TILES
+    bk = [int(v) for v in re.search(r"kConvBK\[\] = \{([^}]*)\}", _source("conv_sm90.cuh"))[1].split(",")]
+    assert all(bk[cfg] == tile[2] for cfg, tile in cp.SM90_CONV_TILES.items())   # the binding's C % BK check
+    gemm = _cases("gemm_sm90.cu", r"case (\d+): return launch<(\d+), (\d+),")
+    assert gemm == cp.SM90_TILES
