@@ -29,7 +29,6 @@ SM90 = (9, 0)
 MMA_MIN_CC = (7, 5)         # mma.sync m16n8k32 (four m8n8k16 on sm75)
 
 
-
 @dataclass(frozen=True)
 class RouteEnv:
     """The routing overrides from the environment (read once per call by route_env)."""
@@ -101,13 +100,6 @@ def alignment(address: int) -> int:
     return 16 if address % 16 == 0 else 4 if address % 4 == 0 else 1
 
 
-def conv_output_hw(H: int, W: int, KH: int, KW: int, stride, padding, dilation) -> tuple[int, int]:
-    """padding = (top, bottom, left, right)."""
-    oh = (H + padding[0] + padding[1] - dilation[0] * (KH - 1) - 1) // stride[0] + 1
-    ow = (W + padding[2] + padding[3] - dilation[1] * (KW - 1) - 1) // stride[1] + 1
-    return oh, ow
-
-
 @dataclass(frozen=True)
 class ConvQuery:
     """A conv as the router sees it: x [N, C, H, W] channels-last, weight [O, KH, KW, Cg]."""
@@ -130,7 +122,8 @@ class ConvQuery:
 
     @property
     def out_hw(self) -> tuple[int, int]:
-        return conv_output_hw(self.H, self.W, self.KH, self.KW, self.stride, self.padding, self.dilation)
+        from ..ops import conv2d_output_size  # here: ops imports the kernel targets, which import this module
+        return conv2d_output_size((self.H, self.W), (self.KH, self.KW), self.stride, self.padding, self.dilation)
 
     @property
     def rows(self) -> int:
