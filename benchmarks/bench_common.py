@@ -26,3 +26,15 @@ def source_hash(root: Path = Path(__file__).resolve().parents[1]) -> str:
     for f in files:
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:10]
+
+
+def model_row(name: str, med: dict, order: list, ratio_to: list, err_of: list, errs: dict, notes: dict,
+              digits: int) -> str:
+    """One markdown row of a whole-model table: ms per contender in `order` ("failed" where it could not
+    run), int8compile's speedup over each of `ratio_to`, the max rel. errors of `err_of`, then why the
+    failed contenders failed."""
+    ours = med.get("int8compile")
+    cells = [f"{med[c]:.{digits}f}" if c in med else "failed" for c in order]
+    cells += [f"{med[c] / ours:.2f}x" if ours and c in med else "n/a" for c in ratio_to]
+    cells += [f"{errs.get(c, float('nan')):.3g}" for c in err_of]
+    return "| " + " | ".join([name, *cells]) + " |" + "".join(f" {c} failed: {n}" for c, n in notes.items())

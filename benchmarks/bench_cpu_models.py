@@ -32,6 +32,7 @@ from torch import nn  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import int8compile  # noqa: E402
 from int8compile.kernels import cpu  # noqa: E402
+from bench_common import git_commit, model_row  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -235,16 +236,8 @@ def main():
     for name in args.models.split(","):
         print(f"== {name}", flush=True)
         med, errs, notes = bench_model(name, args.reps)
-        ours = med.get("int8compile")
-
-        def ratio(c):
-            return f"{med[c] / ours:.2f}x" if ours and c in med else "n/a"
-        cells = [f"{med[c]:.1f}" if c in med else "failed" for c in order]
-        line = (f"| {name} | " + " | ".join(cells) + f" | {ratio('fp32 eager')} | {ratio('fp32 inductor')} | "
-                f"{ratio('PT2E int8 (torchao)')} | {errs.get('int8compile', float('nan')):.3g} | "
-                f"{errs.get('PT2E int8 (torchao)', float('nan')):.3g} |")
-        for c, n in notes.items():
-            line += f" {c} failed: {n}"
+        line = model_row(name, med, order, ["fp32 eager", "fp32 inductor", "PT2E int8 (torchao)"],
+                         ["int8compile", "PT2E int8 (torchao)"], errs, notes, digits=1)
         print(header if not lines else "", flush=True)
         print(line, flush=True)
         lines.append(line)
@@ -254,7 +247,6 @@ def main():
         out = Path(__file__).resolve().parent / "results" / f"cpu_models_{date:%Y-%m-%d}.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         from bench_cpu_gemm import cpu_model  # noqa: E402
-        from bench_common import git_commit  # noqa: E402
         commit = git_commit()
         out.write_text("\n".join([
             f"# cpu whole-model benchmark, {date:%Y-%m-%d %H:%M} UTC", "",

@@ -28,7 +28,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import int8compile  # noqa: E402
-from bench_common import git_commit  # noqa: E402
+from bench_common import git_commit, model_row  # noqa: E402
 from bench_cpu_models import MODELS as CPU_MODELS, _randomize_bn  # noqa: E402
 from int8compile.kernels import cuda as ck  # noqa: E402
 
@@ -207,15 +207,8 @@ def main():
         print(f"== {name}", flush=True)
         timings, errs, notes = bench_model(name, args.batch, args.reps, args.burst)
         for kind, med in zip(tables, timings):
-            ours = med.get("int8compile")
-
-            def ratio(c):
-                return f"{med[c] / ours:.2f}x" if ours and c in med else "n/a"
-            cells = [f"{med[c]:.3f}" if c in med else "failed" for c in order]
-            line = (f"| {name} | " + " | ".join(cells) + f" | {ratio('fp16 inductor')} | "
-                    f"{ratio('torchao int8 dynamic')} | {errs.get('int8compile', float('nan')):.3g} | "
-                    f"{errs.get('fp16 inductor', float('nan')):.3g} |")
-            line += "".join(f" {c} failed: {n}" for c, n in notes.items())
+            line = model_row(name, med, order, ["fp16 inductor", "torchao int8 dynamic"],
+                             ["int8compile", "fp16 inductor"], errs, notes, digits=3)
             print(f"{kind}: {line}", flush=True)
             tables[kind].append(line)
     titles = {"latency": "Latency: ms for one call (host work included)",
