@@ -191,7 +191,10 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
         try:
             r[f"ours {name}={value}"] = ours()
         finally:
-            os.environ.pop(name) if old is None else os.environ.__setitem__(name, old)
+            if old is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = old
     plan = str(ck.plan_conv(ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1), env=ck.route_env()))
     if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the stem: also as a folded conv, and its fold pass alone
         r["folded conv"] = ours(algo="fold")
