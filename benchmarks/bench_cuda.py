@@ -196,7 +196,8 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
             else:
                 os.environ[name] = old
     plan = str(ck.plan_conv(ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1), env=ck.route_env()))
-    if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the stem: also as a folded conv, and its fold pass alone
+    if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the stem: also direct, as a folded conv, and its fold pass alone
+        r["direct stem"] = ours(algo="stem")
         r["folded conv"] = ours(algo="fold")
         xf = torch.empty(batch, ck.FOLD_CHANNELS, H, ow, dtype=torch.int8, device=DEV,
                          memory_format=torch.channels_last)

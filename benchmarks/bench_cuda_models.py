@@ -167,9 +167,13 @@ def bench_model(name, batch, reps, burst):
                 traceback.print_exc()  # whole: the cause is often deep in inductor
                 if MODE == "reduce-overhead":
                     # a call that raised inside a CUDA graph tree leaves the tree mid-recording, and the
-                    # next contender's first call then fails too (a bare AssertionError, seen on the H100)
+                    # next contender's first call then fails too (a bare AssertionError, seen on the H100);
+                    # resetting the trees shuts down the contenders already built, and Dynamo would hand
+                    # their dead graphs to new copies of the same model: reset both, build those again
                     from torch._inductor.cudagraph_trees import reset_cudagraph_trees
                     reset_cudagraph_trees()
+                    torch._dynamo.reset()
+                    ready = {c: CONTENDERS[c](model, example, calib) for c in ready}
         ref = copy.deepcopy(model).to(DEV)(*to_dev(example)).float()
         errs = {c: float((fn(*a).float() - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
                 for c, (fn, a) in ready.items()}

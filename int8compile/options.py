@@ -11,6 +11,7 @@ CALIBRATORS = ("minmax", "percentile", "mse")   # observers.CALIBRATORS; entropy
 TARGETS = ("auto", "reference", "cpu", "cuda")
 REST = ("inductor", "eager")
 BEFORE_CALIBRATION = ("float", "error")
+INDUCTOR_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", None)
 OP_KINDS = ("conv", "linear")
 
 
@@ -24,7 +25,7 @@ class Options:
     skip: tuple[str, ...] = ()            # layer names (fnmatch patterns) to keep in float
     rest: str = "inductor"                # who compiles what stays float: inductor | eager
     before_calibration: str = "float"     # float (one warning) | error
-    inductor_mode: Optional[str] = None   # torch.compile's `mode`, passed on to inductor
+    inductor_mode: Optional[str] = "auto"  # torch.compile's `mode` for inductor; auto: CUDA graphs on a GPU
     progress: bool = True                 # tqdm progress bars
 
     def __post_init__(self):
@@ -33,6 +34,7 @@ class Options:
         _one_of("target", self.target, TARGETS)
         _one_of("rest", self.rest, REST)
         _one_of("before_calibration", self.before_calibration, BEFORE_CALIBRATION)
+        _one_of("inductor_mode", self.inductor_mode, INDUCTOR_MODES)
         for kind in self.quantize:
             _one_of("quantize", kind, OP_KINDS)
         if not 50.0 < self.percentile <= 100.0:

@@ -36,6 +36,26 @@ def test_mode_and_options_reach_backend():
         Options.from_compile_args(None, {"bogus": 1})
 
 
+def test_inductor_mode_auto_uses_cuda_graphs_on_a_gpu_only():
+    from types import SimpleNamespace
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from int8compile.passes.compile_rest import inductor_mode
+    with FakeTensorMode():          # a CUDA tensor's metadata, on any machine
+        on_gpu = [torch.empty(2, 8, device="cuda")]
+    on_cpu = [torch.empty(2, 8), 3]
+
+    def mode(option, inputs):
+        return inductor_mode(SimpleNamespace(options=Options(inductor_mode=option), example_inputs=inputs))
+    assert mode("auto", on_gpu) == "reduce-overhead"
+    assert mode("auto", on_cpu) is None
+    assert mode("default", on_gpu) is None and mode(None, on_gpu) is None
+    assert mode("max-autotune", on_cpu) == "max-autotune"
+    with pytest.raises(ValueError, match="inductor_mode"):
+        Options(inductor_mode="fast")
+
+
 def test_options_are_frozen():
     with pytest.raises(Exception):
         Options().requant = "pot"
@@ -59,12 +79,17 @@ def test_cli_lists_every_kernel_target():
         assert target in out.stdout
 
 
-def test_inductor_takes_only_the_activations():
+def test_inductor_takes_only_the_activations(monkeypatch):
     # Dynamo passes the parameters as arguments; inductor must get them as constants (a CUDA graph
     # would copy every argument into its static buffers on each call). The skipped layer's float
-    # weight is still used: it becomes a constant, not a dangling input.
+    # weight is still used: it becomes a constant, not a dangling input. The constants are plain
+    # tensors, not buffers: AOTAutograd would lift buffers into inputs (copied by CUDA graphs, too).
     import int8compile
+    from int8compile.passes import compile_rest
     from int8compile.passes.compile_rest import TakeInputs
+    handed = []
+    real = compile_rest._inductor
+    monkeypatch.setattr(compile_rest, "_inductor", lambda gm, args, ctx: handed.append(gm) or real(gm, args, ctx))
     m = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
     cm = torch.compile(m, backend="int8", options={"skip": ("2",), "progress": False})
     x = torch.randn(4, 16)
@@ -73,6 +98,8 @@ def test_inductor_takes_only_the_activations():
         y, ref = cm(x), m(x)
     sub = int8compile.report(cm).subgraphs[0]
     assert isinstance(sub.compiled, TakeInputs) and len(sub.compiled.keep) == 1
+    assert handed and all(not list(gm.buffers()) and not list(gm.parameters()) for gm in handed)
+    assert any(isinstance(v, torch.Tensor) for v in vars(handed[-1]).values())   # the constants are kept
     assert float((y - ref).norm() / ref.norm()) < 0.05
     placeholders = [n for n in sub.quantized.graph.nodes if n.op == "placeholder"]
     assert len(placeholders) == 5          # the reported int8 graph keeps Dynamo's signature

@@ -48,3 +48,31 @@ def test_cuda_and_reference_targets_agree_bit_for_bit():
             int8compile.calibrate_batches(cm, data, progress=False)
             outs[target] = cm(x)
     torch.testing.assert_close(outs["cuda"], outs["reference"], rtol=0, atol=0)
+
+
+@cuda
+def test_cuda_graphs_by_default_replay_correctly_without_copying_weights():
+    # on a GPU the float remainder is compiled with CUDA graphs (inductor_mode="auto"); the frozen
+    # weights are graph constants, so a replay copies only the activations in (no per-weight memcpy)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 8 * 8, 10)).cuda().eval()
+    data = [torch.randn(4, 3, 16, 16, device="cuda") for _ in range(3)]
+    xs = [torch.randn(4, 3, 16, 16, device="cuda") for _ in range(4)]
+    outs = {}
+    for mode in ("default", "auto"):
+        torch._dynamo.reset()
+        cm = torch.compile(model, backend="int8", options={"inductor_mode": mode, "progress": False})
+        with torch.no_grad():
+            int8compile.calibrate_batches(cm, data, progress=False)
+            outs[mode] = [cm(x).clone() for x in xs]      # a CUDA graph's output is overwritten by the next call
+            if mode == "auto":
+                with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                    cm(xs[0])
+                    torch.cuda.synchronize()
+        assert int8compile.report(cm).subgraphs[0].ctx.compiled_by == (
+            "inductor reduce-overhead" if mode == "auto" else "inductor")
+    memcpys = [e.key for e in prof.key_averages() if "Memcpy" in e.key]
+    assert not memcpys, memcpys
+    for got, want in zip(outs["auto"], outs["default"]):
+        assert float((got - want).norm() / want.norm()) < 1e-3

@@ -2,8 +2,9 @@
 
 Our int8 ops are opaque custom ops with fake implementations, so inductor compiles and fuses the
 float code around them. Inductor sees only the real inputs: the frozen parameters Dynamo passes as
-arguments become constants of the graph (or vanish when only the int8 ops used them), so CUDA graphs
-(mode="reduce-overhead") do not copy them into static buffers on every call. A graph Dynamo made
+arguments become constants of the graph (or vanish when only the int8 ops used them), held as plain
+tensor attributes rather than buffers, so CUDA graphs (mode="reduce-overhead") do not copy them into
+static buffers on every call. A graph Dynamo made
 dynamic (symbolic sizes) is specialised per concrete input shape and compiled once per shape (up to
 MAX_SHAPES, then eager), because inductor compiled outside Dynamo cannot add guards of its own.
 """
@@ -29,8 +30,10 @@ def compile_rest(gm: fx.GraphModule, ctx: PassContext) -> Callable:
         return gm.forward
     gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))   # a graph of its own; the int8 graph stays as reported
     keep = _frozen_inputs_to_constants(gm, ctx)
+    _buffers_to_plain_tensors(gm)
     if all(isinstance(x, torch.Tensor) for x in ctx.example_inputs):
-        ctx.compiled_by = "inductor" + (f" {ctx.options.inductor_mode}" if ctx.options.inductor_mode else "")
+        mode = inductor_mode(ctx)
+        ctx.compiled_by = "inductor" + (f" {mode}" if mode else "")
         compiled = _inductor(gm, [ctx.example_inputs[i] for i in keep], ctx)
     else:
         ctx.compiled_by = f"inductor, one compile per input shape (dynamic graph; eager after {MAX_SHAPES})"
@@ -54,6 +57,18 @@ def _frozen_inputs_to_constants(gm: fx.GraphModule, ctx: PassContext) -> list[in
     return keep
 
 
+def _buffers_to_plain_tensors(gm: fx.GraphModule) -> None:
+    """AOTAutograd lifts parameters and buffers into graph inputs, and for a graph that is not Dynamo's
+    own it cannot tell they are static: CUDA graphs then copied all of them on every call (ResNet-50:
+    166 copies, ~1 ms of host time, measured on an H200). Plain tensor attributes it embeds as constants."""
+    for name, value in list(gm.named_buffers()) + list(gm.named_parameters()):
+        owner_name, _, attr = name.rpartition(".")
+        owner = gm.get_submodule(owner_name)
+        owner._buffers.pop(attr, None)
+        owner._parameters.pop(attr, None)
+        setattr(owner, attr, value.detach())
+
+
 class TakeInputs:
     """Calls `fn` with the arguments at positions `keep` (the compiled graph's real inputs)."""
 
@@ -64,9 +79,20 @@ class TakeInputs:
         return self.fn(*[args[i] for i in self.keep])
 
 
+def inductor_mode(ctx: PassContext) -> str | None:
+    """The option, with `auto` resolved: CUDA graphs (reduce-overhead) when the graph runs on a GPU. Each
+    int8 op costs tens of microseconds of host time (dispatch, launch); replayed as one graph, ResNet-50 at
+    batch 64 ran 1.42x fp16 inductor instead of 0.83x (H200, benchmarks/results/cuda_2026-11-26.md)."""
+    mode = ctx.options.inductor_mode
+    if mode != "auto":
+        return None if mode == "default" else mode
+    on_gpu = any(isinstance(x, torch.Tensor) and x.is_cuda for x in ctx.example_inputs)
+    return "reduce-overhead" if on_gpu else None
+
+
 def _inductor(gm: fx.GraphModule, args, ctx: PassContext) -> Callable:
     from torch._inductor import compile_fx, list_mode_options
-    mode = ctx.options.inductor_mode
+    mode = inductor_mode(ctx)
     return compile_fx.compile_fx(gm, list(args), config_patches=list_mode_options(mode) if mode else {})
 
 
