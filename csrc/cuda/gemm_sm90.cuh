@@ -250,14 +250,22 @@ __device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, bool fi
 // The fast epilogue into a staged int8 tile: no validity checks (rows >= M and channels >= N are
 // computed but never copied out; only residual reads are guarded), one 16-byte channel record per
 // two outputs, two int8 per 16-bit shared store.
+// Addresses: a thread's rows lr and lr + 8 share one swizzle term x (ostage_off's XOR: bits 4-6 from
+// the row), so column block j's byte is row_base + ((8 j) ^ x) + 2 (lane & 3), row lr + 8 one 8 * BN
+// immediate further, and odd j 8 bytes after even j (x has no bit 3): one LOP per two column blocks
+// instead of recomputing the swizzle per store (the epilogue's instruction count bounds the
+// output-heavy layers).
 template <int BN, int MODE, bool RES>
 __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d, int r0, int lr, int n0, int M,
                                            int N, const int32_t* ep, int8_t* otile) {
   const int4* rec = reinterpret_cast<const int4*>(ep + 4 * BN);
   const int lane = threadIdx.x & 31;
+  const int swz = ostage_off<BN>(lr, 0) - lr * BN;  // x: the XOR term of this thread's rows
+  int8_t* row_base = otile + lr * BN + 2 * (lane & 3);
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
     const int cl = 8 * j + 2 * (lane & 3);
+    int8_t* at = row_base + ((16 * (j / 2)) ^ swz) + 8 * (j % 2);
     const int4 q0 = rec[cl], q1 = rec[cl + 1];
     const int rm0 = RES ? ep[3 * BN + cl] : 0, rm1 = RES ? ep[3 * BN + cl + 1] : 0;
 #pragma unroll
@@ -271,7 +279,7 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
       }
       const int y0 = fast_i8<MODE, RES>(p, q0, d[4 * j + 2 * h], res0, rm0);
       const int y1 = fast_i8<MODE, RES>(p, q1, d[4 * j + 2 * h + 1], res1, rm1);
-      *reinterpret_cast<uint16_t*>(otile + ostage_off<BN>(lr + 8 * h, cl)) = (uint16_t)__byte_perm(y0, y1, 0x0040);
+      *reinterpret_cast<uint16_t*>(at + 8 * BN * h) = (uint16_t)__byte_perm(y0, y1, 0x0040);
     }
   }
 }
