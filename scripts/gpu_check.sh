@@ -5,6 +5,7 @@
 #   sm75: the kernel tests again with INT8COMPILE_CUDA_EMULATE_CC=75 (the sm75 build as PTX, JIT-compiled
 #   onto this GPU: four m8n8k16 per m16n8k32 and plain loads instead of cp.async)
 #   BENCH_ARGS="..." extra arguments for benchmarks/bench_cuda.py
+#   resident_b: the kernel tests with INT8COMPILE_SM90_RESIDENT_B=1 (weights tile loaded once per CTA)
 #   models: benchmarks/bench_cuda_models.py (whole models vs fp16 eager / inductor / torchao), MODELS_ARGS="..."
 #   CUDA_BUILD_TGZ=out/cuda_build.tgz: reuse a build carried from an earlier machine when csrc/cuda is
 #   unchanged (scripts/cuda_build_cache.sh); the build is saved to $OUT/cuda_build.tgz for the next call,
@@ -70,6 +71,13 @@ if has sanitize && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
   fi
 fi
 
+if has resident_b && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
+  # the kernel tests again with the weights tile kept resident per CTA (opt-in, next/resident-b)
+  INT8COMPILE_SM90_RESIDENT_B=1 timeout ${TEST_TIMEOUT:-400} $PY -m pytest -q -p no:cacheprovider tests/test_cuda_kernels.py \
+    -rf --timeout=120 2>&1 | tee "$OUT/tests_resident_b.log" | tail -5
+  RESULT[resident_b]=$(grep -E "passed|failed|error" "$OUT/tests_resident_b.log" | tail -1)
+fi
+
 if has sm75; then
   INT8COMPILE_CUDA_EMULATE_CC=75 timeout ${TEST_TIMEOUT:-400} $PY -m pytest -q -p no:cacheprovider tests/test_cuda_kernels.py \
     -rf --timeout=300 2>&1 | tee "$OUT/tests_sm75.log" | tail -15
@@ -88,7 +96,7 @@ fi
 
 echo
 echo "================ gpu_check summary ================"
-for k in build test sanitize sm75 bench models; do
+for k in build test sanitize resident_b sm75 bench models; do
   [ -n "${RESULT[$k]:-}" ] && printf "%-9s %s\n" "$k" "${RESULT[$k]}"
 done
 if [ -f "$OUT/bench.log" ]; then sed -n '/=== summary ===/,$p' "$OUT/bench.log"; fi

@@ -178,6 +178,7 @@ struct Smem {
   int8_t B[STAGES][BN * BK];
   uint64_t full[STAGES];
   uint64_t empty[STAGES];
+  uint64_t bres;  // resident B: the weights of this CTA's column block, loaded once into B[0 .. ktiles)
   int last[4];
   int turn;  // ping-pong: index of the unit whose main loop may run next
   alignas(16) int32_t ep[2][8 * BN];  // per consumer: the tile's channel parameters (chan_store layout)
@@ -451,7 +452,7 @@ template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV, int E
 __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB,
                 const __grid_constant__ CUtensorMap tmOut, int M, int N, int K, EpiParams p, int splits, int32_t* ws,
-                int* cnt, ConvGeom g, bool fixed_n, bool tma_out) {
+                int* cnt, ConvGeom g, bool fixed_n, bool tma_out, bool resident_b) {
 #ifdef I8C_SM90
   constexpr int NCONS = PP ? 2 : BM / 64;
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
@@ -475,6 +476,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       mbar_init(&s.full[i], BUILT ? 128 : 1);  // BUILT: every producer thread arrives
       mbar_init(&s.empty[i], PP ? 1 : NCONS);
     }
+    mbar_init(&s.bres, 1);
     s.turn = 0;
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -488,6 +490,13 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       static_assert(CONV && CPS == 1, "a built A tile needs the whole producer warpgroup");
       build_producer<BM, BN, BK, STAGES>(s, &tmB, g, M, units, splits, num_m, num_n, fixed_n, ktiles, kps);
     } else if (tid == 0) {
+      // resident B (fixed_n, one k-slice, ktiles <= STAGES): this CTA's column block never changes,
+      // so its weights are loaded once into B[0 .. ktiles) and each stage then brings only A
+      const bool load_b = !(resident_b && blockIdx.x < units);
+      if (!load_b) {
+        mbar_expect_tx(&s.bres, (uint32_t)ktiles * BN * BK);
+        for (int k = 0; k < ktiles; ++k) tma_load_2d(s.B[k], &tmB, &s.bres, k * BK, (blockIdx.x % num_n) * BN);
+      }
       int it = 0;
       for (int u = blockIdx.x; u < units; u += gridDim.x) {
         int t = u / splits, sp = u - t * splits;
@@ -505,7 +514,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         for (int kt = kb; kt < ke; ++kt, ++it) {
           int st = it % STAGES, ph = (it / STAGES) & 1;
           mbar_wait(&s.empty[st], ph ^ 1);
-          mbar_expect_tx(&s.full[st], (BM + BN) * BK);
+          mbar_expect_tx(&s.full[st], (BM + (load_b ? BN : 0)) * BK);
           if (CONV && !g.plain) {
             int tap = kt / g.cblocks, cb = kt - tap * g.cblocks;
             int r = tap / g.KW, q = tap - r * g.KW;
@@ -514,7 +523,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
           } else {
             tma_load_2d(s.A[st], &tmA, &s.full[st], kt * BK, tm * BM);
           }
-          tma_load_2d(s.B[st], &tmB, &s.full[st], kt * BK, tn * BN);
+          if (load_b) tma_load_2d(s.B[st], &tmB, &s.full[st], kt * BK, tn * BN);
         }
       }
     }
@@ -527,6 +536,8 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     const CUtensorMap* tmC = tma_out ? &tmOut : nullptr;
     // fixed_n: this CTA's one column block; its channel parameters are staged once, here
     bool fast = false;
+    const bool b_resident = resident_b && blockIdx.x < units;
+    if (b_resident) mbar_wait(&s.bres, 0);
     if (fixed_n) {
       const auto chan = chan_load<PER>(p, (blockIdx.x % num_n) * BN, BN, N, tid, 128);
       fast = bar_and(1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
@@ -557,7 +568,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         int st = it % STAGES, ph = (it / STAGES) & 1;
         mbar_wait(&s.full[st], ph);
         wg_fence();
-        const int8_t* b = s.B[st];
+        const int8_t* b = s.B[b_resident ? kt : st];
 #pragma unroll
         for (int kk = 0; kk < BK / 32; ++kk)
 #pragma unroll
@@ -705,7 +716,10 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   const bool fixed_n = splits == 1 && num_n <= 16 && grid_n * 100 >= grid * 96;
   if (fixed_n) grid = grid_n;
   int threads = cta_threads<BM, PP, CPS>();
-  kern<<<grid, threads, smem, stream>>>(ma, mb, mc, M, N, K, p, splits, ws, cnt, g, fixed_n, tma_out);
+  // resident B: opt-in (INT8COMPILE_SM90_RESIDENT_B=1) until measured; needs one column block per CTA
+  const char* rb = getenv("INT8COMPILE_SM90_RESIDENT_B");
+  const bool resident_b = rb && *rb == '1' && !BUILT && !PP && fixed_n && splits == 1 && (K + BK - 1) / BK <= STAGES;
+  kern<<<grid, threads, smem, stream>>>(ma, mb, mc, M, N, K, p, splits, ws, cnt, g, fixed_n, tma_out, resident_b);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
