@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # GPU check for the `cuda` kernel target: build, bit-exact tests, compute-sanitizer memcheck over a small
 # kernel test, benchmark; prints a short table last. Run from the repository root on a CUDA machine.
-#   OUT=<log dir> (default ./out/gpu_check)   STAGES="build test sanitize sm75 bench" (default all)
+#   OUT=<log dir> (default ./out/gpu_check)   STAGES="build test sanitize resident_b sm75 bench" (default all)
 #   sm75: the kernel tests again with INT8COMPILE_CUDA_EMULATE_CC=75 (the sm75 build as PTX, JIT-compiled
 #   onto this GPU: four m8n8k16 per m16n8k32 and plain loads instead of cp.async)
 #   BENCH_ARGS="..." extra arguments for benchmarks/bench_cuda.py
-#   resident_b: the kernel tests with INT8COMPILE_SM90_RESIDENT_B=1 (weights tile loaded once per CTA)
+#   resident_b: the kernel tests with INT8COMPILE_SM90_RESIDENT_B=1 (weights tile loaded once per CTA
+#   wherever possible; by default only where a CTA runs >= 4 tiles, which the small test shapes rarely reach)
 #   models: benchmarks/bench_cuda_models.py (whole models vs fp16 eager / inductor / torchao), MODELS_ARGS="..."
 #   CUDA_BUILD_TGZ=out/cuda_build.tgz: reuse a build carried from an earlier machine when csrc/cuda is
 #   unchanged (scripts/cuda_build_cache.sh); the build is saved to $OUT/cuda_build.tgz for the next call,
 #   as $OUT/cuda_build.tgz.part-aa, -ab, ... when over 15 MB (copy the parts into out/, carry them)
 set -uo pipefail
 OUT=${OUT:-$PWD/out/gpu_check}
-STAGES=${STAGES:-"build test sanitize sm75 bench"}
+STAGES=${STAGES:-"build test sanitize resident_b sm75 bench"}
 BENCH_ARGS=${BENCH_ARGS:-""}
 MODELS_ARGS=${MODELS_ARGS:-""}
 PY=${PY:-python3}
@@ -72,7 +73,7 @@ if has sanitize && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
 fi
 
 if has resident_b && [ "${RESULT[build]:-ok}" != "FAILED" ]; then
-  # the kernel tests again with the weights tile kept resident per CTA (opt-in, next/resident-b)
+  # the kernel tests again with the weights tile kept resident per CTA wherever possible
   INT8COMPILE_SM90_RESIDENT_B=1 timeout ${TEST_TIMEOUT:-400} $PY -m pytest -q -p no:cacheprovider tests/test_cuda_kernels.py \
     -rf --timeout=120 2>&1 | tee "$OUT/tests_resident_b.log" | tail -5
   RESULT[resident_b]=$(grep -E "passed|failed|error" "$OUT/tests_resident_b.log" | tail -1)

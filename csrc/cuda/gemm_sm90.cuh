@@ -716,9 +716,13 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   const bool fixed_n = splits == 1 && num_n <= 16 && grid_n * 100 >= grid * 96;
   if (fixed_n) grid = grid_n;
   int threads = cta_threads<BM, PP, CPS>();
-  // resident B: opt-in (INT8COMPILE_SM90_RESIDENT_B=1) until measured; needs one column block per CTA
+  // resident B (the CTA's weights loaded once): possible with one column block per CTA and K within the
+  // stage ring; chosen when each CTA runs >= 4 tiles (H200, ResNet-50 batch 256: 256->128 1x1 196 -> 117
+  // us, 128->512 112 -> 103, the sum 1.02x; at batch 1, 1-2 tiles per CTA, waiting for all of B first
+  // cost 0.3-0.7 us a layer). INT8COMPILE_SM90_RESIDENT_B=0 / 1 turns it off / on wherever possible.
+  const bool can_resident = !BUILT && !PP && fixed_n && splits == 1 && (K + BK - 1) / BK <= STAGES;
   const char* rb = getenv("INT8COMPILE_SM90_RESIDENT_B");
-  const bool resident_b = rb && *rb == '1' && !BUILT && !PP && fixed_n && splits == 1 && (K + BK - 1) / BK <= STAGES;
+  const bool resident_b = can_resident && (rb && *rb ? *rb == '1' : units >= 4 * grid);
   kern<<<grid, threads, smem, stream>>>(ma, mb, mc, M, N, K, p, splits, ws, cnt, g, fixed_n, tma_out, resident_b);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
