@@ -529,8 +529,8 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         int t, sp, tm, tn;
         walk.next(u, t, sp, tm, tn);
         int kb = sp * kps, ke = min(ktiles, kb + kps);
-        int img = 0, h0 = 0, w0 = 0;  // conv: window origin of the tile's first output pixel
-        if constexpr (CONV) {
+        int img = 0, h0 = 0, w0 = 0;  // im2col conv: window origin of the tile's first output pixel
+        if (CONV && !g.plain) {
           int m0 = tm * BM, plane = g.OH * g.OW;
           img = m0 / plane;
           int oh = (m0 - img * plane) / g.OW, ow = m0 - img * plane - oh * g.OW;
