@@ -116,7 +116,7 @@ def gemm_contenders(M, N, K, sweep_cfg=False, with_alt=False):
         return [lambda i=i: ext.linear(xs[i], ws_[i], out, bias, scale, mult, shift, None, None, 0.0, -128.0, 127.0,
                                        algo, c, 0, sp, ws, cnt) for i in range(ns)]
 
-    ws_ = ws_list = [rand_i8(N, K) for _ in range(ns)]
+    ws_ = [rand_i8(N, K) for _ in range(ns)]
     cc = torch.cuda.get_device_capability()
     if cc == (9, 0):
         res["ours"] = bench_graph(ours())
@@ -130,18 +130,22 @@ def gemm_contenders(M, N, K, sweep_cfg=False, with_alt=False):
         res["mma.sync"] = bench_graph(ours(0, 2 if M <= 64 else 1, 1))
     if with_alt:
         res["dp4a"] = bench_graph(ours(0, 3, 1))
+    wts = []
     try:
         wts = [w.t() for w in ws_]
         res["torch._int_mm"] = bench_graph([lambda i=i: torch._int_mm(xs[i], wts[i]) for i in range(ns)])
     except Exception as e:  # noqa: BLE001
         res["torch._int_mm"] = f"n/a ({type(e).__name__})"
-    del xs, ws_, ws_list
+    # free the inputs for the next contenders; clear(), not del: the timed lambdas close over these lists
+    for tensors in (xs, ws_, wts):
+        tensors.clear()
     for name, dt in (("bf16 mm", torch.bfloat16), ("fp16 mm", torch.float16)):
         ns2 = n_sets(2 * per_set)
         a = [torch.randn(M, K, device=DEV, dtype=dt) for _ in range(ns2)]
         b = [torch.randn(N, K, device=DEV, dtype=dt).t() for _ in range(ns2)]
         res[name] = bench_graph([lambda i=i: torch.mm(a[i], b[i]) for i in range(ns2)])
-        del a, b
+        a.clear()
+        b.clear()
     try:
         a = [torch.randn(M, K, device=DEV).to(torch.float8_e4m3fn) for _ in range(ns)]
         b = [torch.randn(N, K, device=DEV).to(torch.float8_e4m3fn).t() for _ in range(ns)]
@@ -149,7 +153,8 @@ def gemm_contenders(M, N, K, sweep_cfg=False, with_alt=False):
         res["fp8 _scaled_mm"] = bench_graph([lambda i=i: torch._scaled_mm(a[i], b[i], one, one,
                                                                             out_dtype=torch.bfloat16)
                                              for i in range(ns)])
-        del a, b
+        a.clear()
+        b.clear()
     except Exception as e:  # noqa: BLE001
         res["fp8 _scaled_mm"] = f"n/a ({type(e).__name__})"
     return res
@@ -212,13 +217,13 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
         for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
             if C % bk == 0:
                 r[f"sm90 cfg{cfg}"] = ours(algo="sm90", cfg=cfg)
-    del xs
+    xs.clear()
     ns2 = n_sets(2 * set_bytes)
     xh = [torch.randn(batch, C, H, H, device=DEV, dtype=torch.float16).contiguous(memory_format=torch.channels_last)
           for _ in range(ns2)]
     wh = torch.randn(O, C, k, k, device=DEV, dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     r["cuDNN fp16"] = bench_graph([lambda i=i: F.conv2d(xh[i], wh, None, s, p) for i in range(ns2)], reps=15)
-    del xh
+    xh.clear()
     return r, 2.0 * batch * oh * ow * O * k * k * C, plan
 
 
