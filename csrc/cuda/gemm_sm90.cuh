@@ -747,8 +747,8 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   if (fixed_n) grid = grid_n;
   int threads = cta_threads<BM, PP, CPS>();
   // resident B (the CTA's weights loaded once): possible with one column block per CTA and K within the
-  // stage ring; chosen when each CTA runs >= 4 tiles (H200, ResNet-50 batch 256: 256->128 1x1 196 -> 117
-  // us, 128->512 112 -> 103, the sum 1.02x; at batch 1, 1-2 tiles per CTA, waiting for all of B first
+  // stage ring; chosen when each CTA runs >= 4 tiles (H200, ResNet-50 batch 256, same process: 256->128
+  // 1x1 195 -> 107 us, the conv sum 1.012x; at batch 1, 1-2 tiles per CTA, waiting for all of B first
   // cost 0.3-0.7 us a layer). INT8COMPILE_SM90_RESIDENT_B=0 / 1 turns it off / on wherever possible.
   const bool can_resident = !BUILT && !PP && fixed_n && splits == 1 && (K + BK - 1) / BK <= STAGES;
   const char* rb = getenv("INT8COMPILE_SM90_RESIDENT_B");

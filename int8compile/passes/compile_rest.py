@@ -3,10 +3,10 @@
 Our int8 ops are opaque custom ops with fake implementations, so inductor compiles and fuses the
 float code around them. Inductor sees only the real inputs: the frozen parameters Dynamo passes as
 arguments become constants of the graph (or vanish when only the int8 ops used them), held as plain
-tensor attributes rather than buffers, so CUDA graphs (mode="reduce-overhead") do not copy them into
-static buffers on every call. A graph Dynamo made
-dynamic (symbolic sizes) is specialised per concrete input shape and compiled once per shape (up to
-MAX_SHAPES, then eager), because inductor compiled outside Dynamo cannot add guards of its own.
+tensor attributes rather than buffers, so CUDA graphs (mode="reduce-overhead", the default on a GPU) do
+not copy them into static buffers on every call. A graph Dynamo made dynamic (symbolic sizes) is
+specialised per concrete input shape and compiled once per shape (up to MAX_SHAPES, then eager),
+because inductor compiled outside Dynamo cannot add guards of its own.
 """
 from __future__ import annotations
 
