@@ -179,6 +179,7 @@ struct Smem {
   uint64_t full[STAGES];
   uint64_t empty[STAGES];
   uint64_t bres;  // resident B: the weights of this CTA's column block, loaded once into B[0 .. ktiles)
+  uint64_t rres[2];  // per consumer: the residual tile has arrived in its staging tile (tma_res)
   int last[4];
   int turn;  // ping-pong: index of the unit whose main loop may run next
   alignas(16) int32_t ep[2][8 * BN];  // per consumer: the tile's channel parameters (chan_store layout)
@@ -282,7 +283,9 @@ struct TileWalk {
 // immediate further, and odd j 8 bytes after even j (x has no bit 3): one LOP per two column blocks
 // instead of recomputing the swizzle per store (the epilogue's instruction count bounds the
 // output-heavy layers).
-template <int BN, int MODE, bool RES>
+// RES_STAGED: the residual tile was TMA-loaded into otile (same swizzle, zero outside the output), so
+// each thread reads its residual pair from the 16-bit slot its result then overwrites.
+template <int BN, int MODE, bool RES, bool RES_STAGED = false>
 __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d, int r0, int lr, int n0, int M,
                                            int N, const int32_t* ep, int8_t* otile) {
   const int4* rec = reinterpret_cast<const int4*>(ep + 4 * BN);
@@ -302,7 +305,10 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       int res0 = 0, res1 = 0;
-      if constexpr (RES) {
+      if constexpr (RES && RES_STAGED) {
+        const char2 rr = *reinterpret_cast<const char2*>(at + 8 * BN * h);
+        res0 = rr.x, res1 = rr.y;
+      } else if constexpr (RES) {
         const int r = r0 + 8 * h, c = n0 + cl;
         const int8_t* rp = p.residual + (long long)r * p.ldo + c;
         res0 = (r < M && c < N) ? rp[0] : 0;
@@ -317,21 +323,27 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
 
 // One 64-row block's epilogue. STAGED: int8 results go through otile (this block's staging tile) and
 // leave by TMA store (tmC, whose store thread has waited for the tile's previous store to be read) or
-// with 16-byte copies (tmC == nullptr); brow0: its first global row.
+// with 16-byte copies (tmC == nullptr); brow0: its first global row. res_bar: the residual tile was
+// TMA-loaded into otile (after the previous store had read it), complete at phase res_phase.
 template <int BN, int MODE, bool RES, bool FAST, bool STAGED>
 __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
                                          int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id,
-                                         const CUtensorMap* tmC) {
+                                         const CUtensorMap* tmC, uint64_t* res_bar = nullptr, int res_phase = 0) {
   int lane = threadIdx.x & 31;
   int r0 = row0 + (lane >> 2);
   bool ok0 = r0 < M, ok1 = (r0 + 8) < M;
   if constexpr (MODE != FLOAT_OUT && STAGED) {
     const int tid = threadIdx.x & 127;
-    if (tmC && tid == 0) tma_store_wait_read();
-    asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");  // the last tile has left otile
+    if (RES && res_bar) {
+      mbar_wait(res_bar, res_phase);  // loaded after the last tile had left otile
+    } else {
+      if (tmC && tid == 0) tma_store_wait_read();
+      asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");  // the last tile has left otile
+    }
     int lr = r0 - brow0;
     if constexpr (FAST) {
-      stage_fast<BN, MODE, RES>(p, d, r0, lr, n0, M, N, ep, otile);
+      if (RES && res_bar) stage_fast<BN, MODE, RES, true>(p, d, r0, lr, n0, M, N, ep, otile);
+      else stage_fast<BN, MODE, RES>(p, d, r0, lr, n0, M, N, ep, otile);
     } else {
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
@@ -482,7 +494,8 @@ template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV, int E
 __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB,
                 const __grid_constant__ CUtensorMap tmOut, int M, int N, int K, EpiParams p, int splits, int32_t* ws,
-                int* cnt, ConvGeom g, bool fixed_n, bool tma_out, bool resident_b) {
+                int* cnt, ConvGeom g, bool fixed_n, bool tma_out, bool resident_b,
+                const __grid_constant__ CUtensorMap tmRes, bool tma_res) {
 #ifdef I8C_SM90
   constexpr int NCONS = PP ? 2 : BM / 64;
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
@@ -507,6 +520,8 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       mbar_init(&s.empty[i], PP ? 1 : NCONS);
     }
     mbar_init(&s.bres, 1);
+    mbar_init(&s.rres[0], 1);
+    mbar_init(&s.rres[1], 1);
     s.turn = 0;
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -582,6 +597,17 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         continue;
       }
       const int n0 = tn * BN;
+      if constexpr (OS_::ON && !PP) {
+        // tma_res: the residual tile comes into this consumer's staging tile while the main loop runs,
+        // once the previous tile's store has read it (the epilogue then reads residuals from smem, not
+        // with byte loads from global memory at the point of use)
+        if (tma_res && tid == 0) {
+          tma_store_wait_read();
+          mbar_expect_tx(&s.rres[c], 64 * BN);
+          tma_load_2d(reinterpret_cast<int8_t*>(base + OS_::OFFSET) + (size_t)c * OS_::ROWS * OS_::OSTRIDE, &tmRes,
+                      &s.rres[c], n0, tm * BM + c * 64);
+        }
+      }
       ChanRegs<PER> chan;  // otherwise per tile: loaded now, the latency hidden behind the main loop
       if (!fixed_n) chan = chan_load<PER>(p, n0, BN, N, tid, 128);
 #pragma unroll
@@ -639,9 +665,12 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
           otile = reinterpret_cast<int8_t*>(base + OS_::OFFSET) +
                   (size_t)(c * OS_::ROWS + mb * 64) * OS_::OSTRIDE;
         const int brow0 = tm * BM + (PP ? mb : c) * 64;
+        uint64_t* res_bar = tma_res ? &s.rres[c] : nullptr;  // one residual tile per unit: phase j & 1
 #define I8C_SM90_EPI(MODE_, RES_)                                                              \
-  if (fast) epilogue<BN, MODE_, RES_, true, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC); \
-  else epilogue<BN, MODE_, RES_, false, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC)
+  if (fast) epilogue<BN, MODE_, RES_, true, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, \
+                                                     res_bar, j & 1);                          \
+  else epilogue<BN, MODE_, RES_, false, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, \
+                                                 res_bar, j & 1)
         if constexpr (EPI == EPI_ANY) I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
         else I8C_SM90_EPI(epi_mode(EPI), epi_residual(EPI));
 #undef I8C_SM90_EPI
@@ -753,7 +782,13 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   const bool can_resident = !BUILT && !PP && fixed_n && splits == 1 && (K + BK - 1) / BK <= STAGES;
   const char* rb = getenv("INT8COMPILE_SM90_RESIDENT_B");
   const bool resident_b = can_resident && (rb && *rb ? *rb == '1' : units >= 4 * grid);
-  kern<<<grid, threads, smem, stream>>>(ma, mb, mc, M, N, K, p, splits, ws, cnt, g, fixed_n, tma_out, resident_b);
+  // the residual tile by TMA into the staging tile (same map shape and swizzle as the output's); not with
+  // ping-pong or split-K, whose consumers do not run one epilogue per unit each
+  CUtensorMap mr{};
+  const bool tma_res = tma_out && !PP && splits == 1 && p.residual && (uintptr_t)p.residual % 16 == 0 &&
+                       make_map(&mr, p.residual, M, N, 64, BN, p.ldo) == nullptr;
+  kern<<<grid, threads, smem, stream>>>(ma, mb, mc, M, N, K, p, splits, ws, cnt, g, fixed_n, tma_out, resident_b,
+                                        mr, tma_res);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
