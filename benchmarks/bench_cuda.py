@@ -79,17 +79,28 @@ def bench_graph(fns, reps: int = 30, min_calls: int = 8) -> float:
 
 
 REQUANT = "fixed"   # --requant: the epilogue mode every "ours" figure uses
+RESIDUAL = False    # --residual: ours also adds an int8 residual (as ResNet's expansion 1x1s do)
+
+
+def _requant(N: int, K: int, m_res=None):
+    g = torch.Generator().manual_seed(0)
+    m = (torch.rand(N, generator=g, dtype=torch.float64) + 0.5) * (60.0 / (73 * 73 * math.sqrt(K)))
+    bias = torch.randint(-2**16, 2**16, (N,), generator=g, dtype=torch.int32)
+    return bias.to(DEV), numerics.requant_params(numerics.RequantMode(REQUANT), m, m_res)
 
 
 def requant_fixed(N: int, K: int):
     """(bias, scale, mult, shift) of an int8-output epilogue in mode REQUANT (mult / shift None for float)."""
-    g = torch.Generator().manual_seed(0)
-    m = (torch.rand(N, generator=g, dtype=torch.float64) + 0.5) * (60.0 / (73 * 73 * math.sqrt(K)))
-    rq = numerics.requant_params(numerics.RequantMode(REQUANT), m)
-    bias = torch.randint(-2**16, 2**16, (N,), generator=g, dtype=torch.int32)
+    bias, rq = _requant(N, K)
     if rq.mult is None:
-        return bias.to(DEV), rq.scale.to(DEV), None, None
-    return bias.to(DEV), rq.scale.to(DEV), rq.mult.to(DEV), rq.shift.to(DEV)
+        return bias, rq.scale.to(DEV), None, None
+    return bias, rq.scale.to(DEV), rq.mult.to(DEV), rq.shift.to(DEV)
+
+
+def requant_residual(N: int, K: int):
+    """(res_mult, res_scale) to go with requant_fixed(N, K): a residual at 0.7 of the output's scale."""
+    _, rq = _requant(N, K, 0.7)
+    return (rq.res_mult.to(DEV) if rq.res_mult is not None else None), rq.res_scale
 
 
 def rand_i8(*shape):
@@ -183,11 +194,15 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
     w = rand_i8(O, k, k, C)
     bias, scale, mult, shift = requant_fixed(O, k * k * C)
     out = torch.empty(batch, O, oh, ow, dtype=torch.int8, device=DEV, memory_format=torch.channels_last)
+    res, res_mult, res_scale = None, None, 0.0
+    if RESIDUAL:  # one residual tensor for every input set: it is read once per call like out is written
+        res = torch.empty_like(out).random_(-128, 128)
+        res_mult, res_scale = requant_residual(O, k * k * C)
 
     def ours(**kw):
-        return bench_graph([lambda i=i: ck.conv2d_impl(xs[i], w, bias, scale, mult, shift, None, None, 0.0, -128.0,
-                                                       127.0, torch.int8, [s, s], [p, p, p, p], [1, 1], 1, out=out,
-                                                       **kw)
+        return bench_graph([lambda i=i: ck.conv2d_impl(xs[i], w, bias, scale, mult, shift, res, res_mult, res_scale,
+                                                       -128.0, 127.0, torch.int8, [s, s], [p, p, p, p], [1, 1], 1,
+                                                       out=out, **kw)
                             for i in range(ns)], reps=15)
     r = {"ours": ours()}
     for name, value in ab_envs:  # A/B: ours again with an INT8COMPILE_* knob set (read when the graph is captured)
@@ -242,14 +257,16 @@ def main():
     ap.add_argument("--requant", choices=("fixed", "float"), default="fixed",
                     help="epilogue mode of our kernels (float is the compiler's default)")
     ap.add_argument("--batches", default="256,1", help="conv batch sizes, comma-separated")
+    ap.add_argument("--residual", action="store_true",
+                    help="ours adds an int8 residual in the epilogue (cuDNN fp16 stays a plain conv)")
     ap.add_argument("--ab-env", action="append", default=[], metavar="NAME=VALUE",
                     help="also time ours with this environment knob set, in the same process (repeatable)")
     ap.add_argument("--layers", default=None,
                     help="only these conv layers, as C:O:k:s:H comma-separated (e.g. 64:256:1:1:56)")
     args = ap.parse_args()
     ab_envs = [tuple(e.split("=", 1)) for e in args.ab_env]
-    global REQUANT
-    REQUANT = args.requant
+    global REQUANT, RESIDUAL
+    REQUANT, RESIDUAL = args.requant, args.residual
     torch.backends.cudnn.benchmark = True
     props = torch.cuda.get_device_properties(0)
     lines = ["# int8compile cuda kernels benchmark", "",
@@ -257,7 +274,8 @@ def main():
              f"CUDA {torch.version.cuda}",
              f"- date: {STARTED:%Y-%m-%d %H:%M} UTC, commit {git_commit()}",
              f"- command: `python {' '.join(sys.argv)}`",
-             f"- our epilogue: bias + per-channel requant ({REQUANT} mode) to int8",
+             f"- our epilogue: bias + per-channel requant ({REQUANT} mode){' + int8 residual' if RESIDUAL else ''}"
+             " to int8",
              "- method: CUDA graph of calls cycling through input sets (> L2), replayed; median of 15-30 samples",
              ""]
     summary = []

@@ -783,10 +783,12 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   const char* rb = getenv("INT8COMPILE_SM90_RESIDENT_B");
   const bool resident_b = can_resident && (rb && *rb ? *rb == '1' : units >= 4 * grid);
   // the residual tile by TMA into the staging tile (same map shape and swizzle as the output's); not with
-  // ping-pong or split-K, whose consumers do not run one epilogue per unit each
+  // ping-pong or split-K, whose consumers do not run one epilogue per unit each.
+  // INT8COMPILE_SM90_TMA_RESIDUAL=0: byte loads from global instead (an A/B knob until measured)
   CUtensorMap mr{};
+  const char* tr = getenv("INT8COMPILE_SM90_TMA_RESIDUAL");
   const bool tma_res = tma_out && !PP && splits == 1 && p.residual && (uintptr_t)p.residual % 16 == 0 &&
-                       make_map(&mr, p.residual, M, N, 64, BN, p.ldo) == nullptr;
+                       !(tr && *tr == '0') && make_map(&mr, p.residual, M, N, 64, BN, p.ldo) == nullptr;
   kern<<<grid, threads, smem, stream>>>(ma, mb, mc, M, N, K, p, splits, ws, cnt, g, fixed_n, tma_out, resident_b,
                                         mr, tma_res);
   cudaError_t e = cudaGetLastError();
