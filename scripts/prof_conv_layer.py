@@ -1,7 +1,9 @@
 """Launch one conv layer once per given wgmma conv config, for Nsight Compute on the GPU machine:
   ncu -k regex:gemm_kernel --section WarpStateStats python scripts/prof_conv_layer.py C:O:k:s:H:batch cfgs \
       [fixed|float] [sm90|fold]
-e.g. `... 64:256:1:1:56:256 7,11` (padding k // 2, random int8 data)."""
+e.g. `... 64:256:1:1:56:256 7,11` (padding k // 2, random int8 data). Per-instruction stall samples:
+add `--section SourceCounters -o rep`, export with `ncu -i rep.ncu-rep --page source --csv --print-source
+sass > source.csv` and summarise with scripts/ncu_stalls.py."""
 import sys
 from pathlib import Path
 
