@@ -28,6 +28,13 @@ def source_hash(root: Path = Path(__file__).resolve().parents[1]) -> str:
     return h.hexdigest()[:10]
 
 
+def failure_note(e: Exception) -> str:
+    """One line for a contender that failed: the exception type and the first line of its message (a bare
+    AssertionError has none)."""
+    lines = str(e).splitlines()
+    return f"{type(e).__name__}: {lines[0][:160] if lines else ''}"
+
+
 def model_row(name: str, med: dict, order: list, ratio_to: list, err_of: list, errs: dict, notes: dict,
               digits: int) -> str:
     """One markdown row of a whole-model table: ms per contender in `order` ("failed" where it could not

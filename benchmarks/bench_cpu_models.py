@@ -32,7 +32,7 @@ from torch import nn  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import int8compile  # noqa: E402
 from int8compile.kernels import cpu  # noqa: E402
-from bench_common import git_commit, model_row  # noqa: E402
+from bench_common import failure_note, git_commit, model_row  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -200,7 +200,7 @@ def bench_model(name, reps):
                 fns[cname] = build(model, example, calib)
                 print(f"  {name}: {cname} ready in {time.perf_counter() - t0:.1f}s", flush=True)
             except Exception as e:  # a contender that cannot compile this model is reported, not fatal
-                notes[cname] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+                notes[cname] = failure_note(e)
                 print(f"  {name}: {cname} FAILED: {notes[cname]}", flush=True)
                 traceback.print_exc(limit=3)
         ref = model(*example)

@@ -28,7 +28,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import int8compile  # noqa: E402
-from bench_common import git_commit, model_row  # noqa: E402
+from bench_common import failure_note, git_commit, model_row  # noqa: E402
 from bench_cpu_models import MODELS as CPU_MODELS, _randomize_bn  # noqa: E402
 from int8compile.kernels import cuda as ck  # noqa: E402
 
@@ -162,7 +162,7 @@ def bench_model(name, batch, reps, burst):
                 ready[cname] = build(model, example, calib)
                 print(f"  {name}: {cname} ready", flush=True)
             except Exception as e:  # a contender that cannot run this model is reported, not fatal
-                notes[cname] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+                notes[cname] = failure_note(e)
                 print(f"  {name}: {cname} FAILED: {notes[cname]}", flush=True)
                 traceback.print_exc()  # whole: the cause is often deep in inductor
                 if MODE == "reduce-overhead":

@@ -229,16 +229,9 @@ __device__ __forceinline__ void copy_out_staged(const EpiParams& p, const int8_t
   }
 }
 
-// Tile t -> (tm, tn). fixed_n (the grid is a multiple of num_n): column-fastest order, so a CTA's
-// tiles u, u + gridDim.x, ... all share one column block tn = u % num_n (its channel parameters are
-// staged once) and the num_n tiles of a row block run side by side (A read once from DRAM).
-// Otherwise groups of 8 row blocks sweep the columns (L2 reuse of B for large GEMMs).
-__device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, bool fixed_n, int& tm, int& tn) {
-  if (fixed_n) {
-    tm = t / num_n;
-    tn = t - tm * num_n;
-    return;
-  }
+// Tile t -> (tm, tn) without fixed_n: groups of 8 row blocks sweep the columns (L2 reuse of B for
+// large GEMMs).
+__device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, int& tm, int& tn) {
   constexpr int GROUP_M = 8;
   int per_group = GROUP_M * num_n;
   int g = t / per_group;
@@ -250,10 +243,12 @@ __device__ __forceinline__ void tile_coords(int t, int num_m, int num_n, bool fi
 }
 
 // A CTA's units, u = blockIdx.x, blockIdx.x + gridDim.x, ... in order: unit u is split sp of tile t
-// (u = t * splits + sp), tile t at (tm, tn) per tile_coords. With fixed_n (splits == 1, gridDim.x a
-// multiple of num_n) the column block stays and the row block advances by gridDim.x / num_n, so no
-// integer division per tile (the consumers' per-tile divisions drew ~10% of the stall samples of the
-// output-heavy 128 -> 512 1x1 conv: ncu, H200).
+// (u = t * splits + sp). With fixed_n (splits == 1, gridDim.x a multiple of num_n) tiles go
+// column-fastest, tm = t / num_n, tn = t % num_n, so a CTA keeps one column block (its channel
+// parameters are staged once) and the num_n tiles of a row block run side by side (A read once from
+// DRAM); its row block advances by gridDim.x / num_n, no integer division per tile (the consumers'
+// per-tile divisions drew ~10% of the stall samples of the output-heavy 128 -> 512 1x1 conv: ncu,
+// H200). Otherwise tile t is at tile_coords(t).
 struct TileWalk {
   int num_m, num_n, splits, tm_next, tm_step, tn_fixed;
   bool fixed_n;
@@ -271,7 +266,7 @@ struct TileWalk {
     }
     t = u / splits;
     sp = u - t * splits;
-    tile_coords(t, num_m, num_n, false, tm, tn);
+    tile_coords(t, num_m, num_n, tm, tn);
   }
 };
 
@@ -769,7 +764,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   int units = ((M + BM - 1) / BM) * num_n * splits;
   int grid = units < num_sms * CPS ? units : num_sms * CPS;
   if (max_ctas > 0 && grid > max_ctas) grid = max_ctas;
-  // Column-fastest order with one column block per CTA (see tile_coords) when a multiple of num_n
+  // Column-fastest order with one column block per CTA (see TileWalk) when a multiple of num_n
   // CTAs fills >= 96% of the grid: few column blocks, so B stays in L2 in this order anyway.
   const int grid_n = grid / num_n * num_n;
   const bool fixed_n = splits == 1 && num_n <= 16 && grid_n * 100 >= grid * 96;
@@ -779,7 +774,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   // stage ring; chosen when each CTA runs >= 4 tiles (H200, ResNet-50 batch 256, same process: 256->128
   // 1x1 195 -> 107 us, the conv sum 1.012x; at batch 1, 1-2 tiles per CTA, waiting for all of B first
   // cost 0.3-0.7 us a layer). INT8COMPILE_SM90_RESIDENT_B=0 / 1 turns it off / on wherever possible.
-  const bool can_resident = !BUILT && !PP && fixed_n && splits == 1 && (K + BK - 1) / BK <= STAGES;
+  const bool can_resident = !BUILT && !PP && fixed_n && (K + BK - 1) / BK <= STAGES;  // fixed_n: no split-K
   const char* rb = getenv("INT8COMPILE_SM90_RESIDENT_B");
   const bool resident_b = can_resident && (rb && *rb ? *rb == '1' : units >= 4 * grid);
   // the residual tile by TMA into the staging tile (same map shape and swizzle as the output's); not with
