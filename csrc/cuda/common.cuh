@@ -17,15 +17,6 @@ __device__ __forceinline__ float acc_to_float(int32_t a, int32_t b) {
   return __ll2float_rn((long long)a + (long long)b);
 }
 
-// Exact fp32 of an int32 n with |n| <= 2^22 without a conversion instruction (I2F issues at 16 per SM
-// per clock on sm_80 - sm_90, a floor under the output-heavy layers): the bits of 1.5 * 2^23 plus n are
-// the float 1.5 * 2^23 + n (the mantissa holds 2^22 + n, in [0, 2^23]), and subtracting 1.5 * 2^23 is
-// exact. `biased` = n + kSmallIntBias; channel records fold the constant into the bias.
-constexpr unsigned kSmallIntBias = 0x4B400000u;  // the bits of 1.5 * 2^23
-__device__ __forceinline__ float small_int_to_float(int32_t biased) {
-  return __fadd_rn(__int_as_float(biased), -12582912.0f);
-}
-
 struct ChanP {
   int32_t b; float s; int32_t m; int32_t sh; int32_t rm;
   long long c;  // fast fixed-point path: bias * mult + 2^(shift-1)
@@ -132,7 +123,7 @@ __device__ __forceinline__ ChanP chan_from(const int32_t* ep, int stride, int i)
 // the tile's main loop so the global-memory latency hides behind it (chan_load), then written to the
 // shared layout of stage_chan plus one 16-byte record per channel at ep[4 * stride] for the fast
 // epilogues (fast_i8, chan_from_fast): fixed point {mult, shift - 32, c lo, c hi} with
-// c = bias * mult + 2^(shift-1), float {bias, scale bits, bias + kSmallIntBias, 0}. ep needs 8 * stride ints, 16-byte aligned.
+// c = bias * mult + 2^(shift-1), float {bias, scale bits, 0, 0}. ep needs 8 * stride ints, 16-byte aligned.
 template <int PER>
 struct ChanRegs {
   int32_t b[PER], m[PER], sh[PER], rm[PER];  // m: mult (fixed) or the scale's bits (float modes)
@@ -160,23 +151,14 @@ __device__ __forceinline__ ChanRegs<PER> chan_load(const EpiParams& p, int n0, i
   return r;
 }
 
-// Epilogue levels of a tile, each a superset of the conditions before it (chan_store decides per channel,
-// the tile takes the lowest any of its channels allows):
-enum EpiLevel : int {
-  EPI_GENERIC = 0,     // epi_int8 / epi_float, any parameters
-  EPI_FAST = 1,        // fast_i8: fixed point with every shift >= 32, float with acc + bias inside int32
-  EPI_FAST_SMALL = 2,  // float only: also |acc + bias| <= 2^22, converted without I2F (small_int_to_float)
-};
-
-// Returns the epilogue level this thread's channels allow (the caller min-reduces it over the
-// threads sharing the tile). K: the reduction length, which bounds |acc|: |x_q * w_q| <= 128 * 127,
-// since weights never hold -128 (docs/numerics.md section 1).
+// Returns whether this thread's channels allow the fast epilogue (the caller AND-reduces it over the
+// threads sharing the tile). K: the reduction length (bounds |acc| for the float fast path).
 template <int PER>
-__device__ __forceinline__ int chan_store(const EpiParams& p, const ChanRegs<PER>& r, int32_t* ep, int stride,
+__device__ __forceinline__ bool chan_store(const EpiParams& p, const ChanRegs<PER>& r, int32_t* ep, int stride,
                                            int count, int K, int tid, int nthreads) {
   int4* rec = reinterpret_cast<int4*>(ep + 4 * stride);
-  const long long bias_room = 2147483647ll - 16384ll * K, small_room = (1ll << 22) - 16256ll * K;
-  bool fast = true, small = p.mode == INT8_FLOAT;
+  const long long bias_room = 2147483647ll - 16384ll * K;
+  bool fast = true;
 #pragma unroll
   for (int k = 0; k < PER; ++k) {
     int i = tid + k * nthreads;
@@ -192,11 +174,10 @@ __device__ __forceinline__ int chan_store(const EpiParams& p, const ChanRegs<PER
       rec[i] = make_int4(r.m[k], r.sh[k] - 32, (int)(unsigned)c, (int)(c >> 32));
     } else {
       fast = fast && b <= bias_room && -b <= bias_room;
-      small = small && b <= small_room && -b <= small_room;
-      rec[i] = make_int4(r.b[k], r.m[k], (int)((unsigned)r.b[k] + kSmallIntBias), 0);
+      rec[i] = make_int4(r.b[k], r.m[k], 0, 0);
     }
   }
-  return fast ? (small ? EPI_FAST_SMALL : EPI_FAST) : EPI_GENERIC;
+  return fast;
 }
 
 __device__ __forceinline__ ChanP chan_from_fast(const int32_t* ep, int stride, int i) {
@@ -207,23 +188,21 @@ __device__ __forceinline__ ChanP chan_from_fast(const int32_t* ep, int stride, i
 }
 
 // The fast epilogue of one element from its channel's 16-byte record (chan_store): fixed point
-// {mult, shift - 32, c lo, c hi}, float {bias, scale bits, bias + kSmallIntBias}. Same results as
-// epi_int8<MODE, RES, true>, in fewer instructions: one 32x32+64 mad.wide, and the float path leaves the
-// int8 in the low byte of the result (the 1.5 * 2^23 add; 0x4B400000 has a zero low byte, so its
-// subtraction is skipped). SMALL (EPI_FAST_SMALL tiles): acc + bias converts without I2F. An int8
-// residual always does. Only the low byte of the result is meaningful.
+// {mult, shift - 32, c lo, c hi}, float {bias, scale bits}. Same results as epi_int8<MODE, RES, true>,
+// in fewer instructions: one 32x32+64 mad.wide, and the float path leaves the int8 in the low byte of
+// the result (the 1.5 * 2^23 add; 0x4B400000 has a zero low byte, so its subtraction is skipped).
+// Only the low byte of the result is meaningful.
 __device__ __forceinline__ long long mad_wide(int a, int b, long long c) {
   long long d;
   asm("mad.wide.s32 %0, %1, %2, %3;" : "=l"(d) : "r"(a), "r"(b), "l"(c));
   return d;
 }
 
-template <int MODE, bool RES, bool SMALL = false>
+template <int MODE, bool RES>
 __device__ __forceinline__ int fast_i8(const EpiParams& p, const int4& q, int32_t a, int r, int rm) {
   if constexpr (MODE == INT8_FLOAT) {
-    const float acc = SMALL ? small_int_to_float(a + q.z) : __int2float_rn(a + q.x);
-    float v = __fmul_rn(acc, __int_as_float(q.y));
-    if (RES) v = __fadd_rn(v, __fmul_rn(small_int_to_float(r + (int)kSmallIntBias), p.res_scale));
+    float v = __fmul_rn(__int2float_rn(a + q.x), __int_as_float(q.y));
+    if (RES) v = __fadd_rn(v, __fmul_rn(__int2float_rn(r), p.res_scale));
     v = fminf(fmaxf(v, p.lo), p.hi);
     return __float_as_int(__fadd_rn(v, 12582912.0f));
   } else {

@@ -133,16 +133,6 @@ __device__ __forceinline__ bool bar_and(int bar_id, bool v) {
 #endif
   return r != 0;
 }
-
-// The tile's epilogue level: the lowest one a thread's channels allow (EpiLevel; a second barrier only
-// where EPI_FAST_SMALL is possible). Kernels that dispatch the epilogue at run time (EPI_ANY) stop at
-// EPI_FAST: a third epilogue there makes ptxas serialise the wgmma pipeline (C7514).
-template <int EPI>
-__device__ __forceinline__ int tile_level(const EpiParams& p, int bar_id, int level) {
-  if (!bar_and(bar_id, level >= EPI_FAST)) return EPI_GENERIC;
-  if (EPI == EPI_ANY || p.mode != INT8_FLOAT) return EPI_FAST;
-  return bar_and(bar_id, level >= EPI_FAST_SMALL) ? EPI_FAST_SMALL : EPI_FAST;
-}
 // TMA store of a staged smem tile (async proxy): writers fence their generic-proxy smem writes, one
 // thread issues the store into a bulk group; the buffer may be rewritten once the group has been read.
 __device__ __forceinline__ void fence_proxy_async_smem() {
@@ -290,8 +280,7 @@ struct TileWalk {
 // output-heavy layers).
 // RES_STAGED: the residual tile was TMA-loaded into otile (same swizzle, zero outside the output), so
 // each thread reads its residual pair from the 16-bit slot its result then overwrites.
-// SMALL: an EPI_FAST_SMALL tile (fast_i8).
-template <int BN, int MODE, bool RES, bool SMALL, bool RES_STAGED = false>
+template <int BN, int MODE, bool RES, bool RES_STAGED = false>
 __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d, int r0, int lr, int n0, int M,
                                            int N, const int32_t* ep, int8_t* otile) {
   const int4* rec = reinterpret_cast<const int4*>(ep + 4 * BN);
@@ -320,18 +309,18 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
         res0 = (r < M && c < N) ? rp[0] : 0;
         res1 = (r < M && c + 1 < N) ? rp[1] : 0;
       }
-      const int y0 = fast_i8<MODE, RES, SMALL>(p, q0, d[4 * j + 2 * h], res0, rm0);
-      const int y1 = fast_i8<MODE, RES, SMALL>(p, q1, d[4 * j + 2 * h + 1], res1, rm1);
+      const int y0 = fast_i8<MODE, RES>(p, q0, d[4 * j + 2 * h], res0, rm0);
+      const int y1 = fast_i8<MODE, RES>(p, q1, d[4 * j + 2 * h + 1], res1, rm1);
       *reinterpret_cast<uint16_t*>(at + 8 * BN * h) = (uint16_t)__byte_perm(y0, y1, 0x0040);
     }
   }
 }
 
-// One 64-row block's epilogue at level FAST (EpiLevel). STAGED: int8 results go through otile (this block's staging tile) and
+// One 64-row block's epilogue. STAGED: int8 results go through otile (this block's staging tile) and
 // leave by TMA store (tmC, whose store thread has waited for the tile's previous store to be read) or
 // with 16-byte copies (tmC == nullptr); brow0: its first global row. res_bar: the residual tile was
 // TMA-loaded into otile (after the previous store had read it), complete at phase res_phase.
-template <int BN, int MODE, bool RES, int FAST, bool STAGED>
+template <int BN, int MODE, bool RES, bool FAST, bool STAGED>
 __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
                                          int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id,
                                          const CUtensorMap* tmC, uint64_t* res_bar = nullptr, int res_phase = 0) {
@@ -347,10 +336,9 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
       asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");  // the last tile has left otile
     }
     int lr = r0 - brow0;
-    if constexpr (FAST != EPI_GENERIC) {
-      constexpr bool SMALL = FAST == EPI_FAST_SMALL;
-      if (RES && res_bar) stage_fast<BN, MODE, RES, SMALL, true>(p, d, r0, lr, n0, M, N, ep, otile);
-      else stage_fast<BN, MODE, RES, SMALL>(p, d, r0, lr, n0, M, N, ep, otile);
+    if constexpr (FAST) {
+      if (RES && res_bar) stage_fast<BN, MODE, RES, true>(p, d, r0, lr, n0, M, N, ep, otile);
+      else stage_fast<BN, MODE, RES>(p, d, r0, lr, n0, M, N, ep, otile);
     } else {
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
@@ -380,8 +368,8 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
       bool v0 = c < N, v1 = (c + 1) < N;
       ChanP q0 = FAST ? chan_from_fast(ep, BN, cl) : chan_from(ep, BN, cl);
       ChanP q1 = FAST ? chan_from_fast(ep, BN, cl + 1) : chan_from(ep, BN, cl + 1);
-      if (ok0) epi_store2q<MODE, RES, (FAST > 0)>(p, r0, c, d[4 * j + 0], d[4 * j + 1], v0, v1, q0, q1);
-      if (ok1) epi_store2q<MODE, RES, (FAST > 0)>(p, r0 + 8, c, d[4 * j + 2], d[4 * j + 3], v0, v1, q0, q1);
+      if (ok0) epi_store2q<MODE, RES, FAST>(p, r0, c, d[4 * j + 0], d[4 * j + 1], v0, v1, q0, q1);
+      if (ok1) epi_store2q<MODE, RES, FAST>(p, r0 + 8, c, d[4 * j + 2], d[4 * j + 3], v0, v1, q0, q1);
     }
   }
 }
@@ -587,12 +575,12 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     constexpr int PER = (BN + 127) / 128;  // channels per thread in chan_load
     const CUtensorMap* tmC = tma_out ? &tmOut : nullptr;
     // fixed_n: this CTA's one column block; its channel parameters are staged once, here
-    int level = EPI_GENERIC;  // of the fast epilogue
+    bool fast = false;
     const bool b_resident = resident_b && blockIdx.x < units;
     if (b_resident) mbar_wait(&s.bres, 0);
     if (fixed_n) {
       const auto chan = chan_load<PER>(p, (blockIdx.x % num_n) * BN, BN, N, tid, 128);
-      level = tile_level<EPI>(p, 1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
+      fast = bar_and(1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
     }
     TileWalk walk(num_m, num_n, splits, fixed_n);
     for (int u = blockIdx.x; u < units; u += gridDim.x, ++j) {
@@ -657,7 +645,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       if (!fixed_n) {
         asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");  // last epilogue done with ep[c]
         // stage the tile's channel parameters; the fast epilogue runs when all of them allow it
-        level = tile_level<EPI>(p, 1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
+        fast = bar_and(1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
       }
 #pragma unroll
       for (int mb = 0; mb < WGM; ++mb) {
@@ -673,17 +661,14 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
                   (size_t)(c * OS_::ROWS + mb * 64) * OS_::OSTRIDE;
         const int brow0 = tm * BM + (PP ? mb : c) * 64;
         uint64_t* res_bar = tma_res ? &s.rres[c] : nullptr;  // one residual tile per unit: phase j & 1
-#define I8C_SM90_EPI_AT(MODE_, RES_, LEVEL_) \
-  epilogue<BN, MODE_, RES_, LEVEL_, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, res_bar, j & 1)
-#define I8C_SM90_EPI(MODE_, RES_)                                                                     \
-  if (EPI != EPI_ANY && MODE_ == INT8_FLOAT && level == EPI_FAST_SMALL)                              \
-    I8C_SM90_EPI_AT(MODE_, RES_, EPI_FAST_SMALL);                                                      \
-  else if (level != EPI_GENERIC) I8C_SM90_EPI_AT(MODE_, RES_, EPI_FAST);                              \
-  else I8C_SM90_EPI_AT(MODE_, RES_, EPI_GENERIC)
+#define I8C_SM90_EPI(MODE_, RES_)                                                              \
+  if (fast) epilogue<BN, MODE_, RES_, true, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, \
+                                                     res_bar, j & 1);                          \
+  else epilogue<BN, MODE_, RES_, false, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, \
+                                                 res_bar, j & 1)
         if constexpr (EPI == EPI_ANY) I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
         else I8C_SM90_EPI(epi_mode(EPI), epi_residual(EPI));
 #undef I8C_SM90_EPI
-#undef I8C_SM90_EPI_AT
       }
     }
     if (tmC && tid == 0) tma_store_wait_all();  // smem stays valid until this thread's stores have read it
