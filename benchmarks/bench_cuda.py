@@ -15,6 +15,7 @@ benchmarks/results/cuda_<UTC date>_<HHMM>.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import math
 import os
@@ -183,6 +184,20 @@ RESNET50 = [  # C, O, k, stride, pad, H_in, count
 ]
 
 
+@contextlib.contextmanager
+def env_set(name, value):
+    """An INT8COMPILE_* knob set for the calls inside (they read it when a graph is captured)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
 def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
     """{contender: seconds per call} for one conv layer: ours (auto), the mma.sync implicit GEMM, with
     sweep_cfg every wgmma conv tile whose k-block divides C, and cuDNN fp16 channels-last."""
@@ -206,23 +221,22 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
                             for i in range(ns)], reps=15)
     r = {"ours": ours()}
     for name, value in ab_envs:  # A/B: ours again with an INT8COMPILE_* knob set (read when the graph is captured)
-        old = os.environ.get(name)
-        os.environ[name] = value
-        try:
+        with env_set(name, value):
             r[f"ours {name}={value}"] = ours()
-        finally:
-            if old is None:
-                del os.environ[name]
-            else:
-                os.environ[name] = old
-    plan = str(ck.plan_conv(ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1), env=ck.route_env()))
+    q = ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1)
+    plan = str(ck.plan_conv(q, env=ck.route_env()))
     if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the stem: also direct, as a folded conv, and its fold pass alone
         r["direct stem"] = ours(algo="stem")
         r["folded conv"] = ours(algo="fold")
-        xf = torch.empty(batch, ck.FOLD_CHANNELS, H, ow, dtype=torch.int8, device=DEV,
-                         memory_format=torch.channels_last)
-        r["fold pass"] = bench_graph([lambda i=i: ck.ext().fold_kw(xs[i], xf, k, s, 1, p) for i in range(ns)],
-                                     reps=15)
+        with env_set("INT8COMPILE_FOLD_ROWS", "1"):
+            r["folded conv, columns only"] = ours(algo="fold")
+        rows = ck.fold_rows_for(q)
+        taps = -(-k // rows)
+        xf = torch.empty(batch, ck.fold_channels(rows, k, C), H if rows == 1 else oh + taps - 1, ow, dtype=torch.int8,
+                         device=DEV, memory_format=torch.channels_last)
+        row_step, row_off = (1, 0) if rows == 1 else (rows, p)
+        r["fold pass"] = bench_graph([lambda i=i: ck.ext().fold_window(xs[i], xf, k, s, 1, p, rows, row_step, row_off)
+                                      for i in range(ns)], reps=15)
         if sweep_cfg:
             for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
                 if ck.FOLD_CHANNELS % bk == 0:

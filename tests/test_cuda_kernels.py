@@ -233,6 +233,8 @@ CONV_CASES = [  # N, C, H, W, O, KH, KW, stride, padding, dilation, groups
     (1, 96, 9, 9, 64, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),       # C = 96
     FOLDED_STEM := (3, 3, 40, 38, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),  # stem, folded: KW * C = 21
     (1, 4, 13, 11, 16, 3, 5, (1, 2), (1, 1, 2, 0), (2, 1), 1),      # folded, stride / dilation / padding mixed
+    (2, 3, 17, 15, 16, 5, 5, (3, 2), (2, 1, 2, 2), (1, 1), 1),      # folded, 3 rows (row stride 3), KH % 3 != 0
+    (1, 3, 20, 18, 64, 7, 7, (2, 2), (3, 2, 3, 2), (1, 1), 1),      # folded, 2 rows, asymmetric padding
     # the built-A stem kernel on sm90 (algo "stem"): W * C % 4 == 0
     STEM := (2, 3, 24, 20, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),  # 7x7 stride 2, M = 240
     (1, 4, 13, 12, 16, 3, 5, (1, 2), (1, 1, 2, 0), (2, 1), 1),      # row dilation, asymmetric padding
@@ -297,6 +299,17 @@ def test_conv2d_sm90_every_tile(case):
     failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0
                 for v in variants if (f := conv_mismatch(case, v, g, "sm90", cfg))]
     assert not failures, failures
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[1] <= 4 and c[6] > 1],
+                         ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}x{c[6]}s{c[7][0]}")
+def test_fold_columns_only(case, monkeypatch):
+    """INT8COMPILE_FOLD_ROWS=1: few-channel convs folded by filter columns only (32 channels, the row
+    stride and padding left to the folded conv), the layout before rows were folded too."""
+    monkeypatch.setenv("INT8COMPILE_FOLD_ROWS", "1")
+    test_conv2d_bitexact("fold", case)
 
 
 @needs_cuda

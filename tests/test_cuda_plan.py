@@ -64,7 +64,23 @@ def test_forced_families_and_overrides():
     assert cp.plan_conv(q, env=cp.RouteEnv(conv_splits=3)).splits == 3
     stem = conv(256, 3, 224, 64, 7, 2)
     assert cp.plan_conv(stem, env=cp.RouteEnv(algo="sm90")).algo == "mma64"    # forced: no stem rules
-    assert cp.plan_conv(stem, "fold", cfg=6) == cp.ConvPlan("fold", cfg=6)
+    assert cp.plan_conv(stem, "fold", cfg=6) == cp.ConvPlan("fold", cfg=6, fold_rows=2)
+
+
+def test_fold_rows():
+    """A stride-2 RGB stem folds 2 rows x 7 columns x 3 channels into 64; what does not fit 64 channels,
+    has no row stride or a row dilation folds only its columns (into 32); INT8COMPILE_FOLD_ROWS=1 forces that."""
+    stem = conv(256, 3, 224, 64, 7, 2)
+    assert str(cp.plan_conv(stem)) == "fold pass + sm90 over 2 rows x KW x C folded channels"
+    assert (cp.fold_rows_for(stem), cp.fold_channels(2, 7, 3)) == (2, 64)
+    assert cp.fold_rows_for(stem, cp.RouteEnv(fold_rows=1)) == 1
+    assert str(cp.plan_conv(stem, env=cp.RouteEnv(fold_rows=1))) == "fold pass + sm90 over KW x C folded channels"
+    assert cp.fold_rows_for(conv(256, 3, 224, 64, 7, 1)) == 1                    # no row stride
+    assert cp.fold_rows_for(conv(256, 3, 224, 64, 7, 2, dilation=(2, 1))) == 1   # row dilation
+    assert cp.fold_rows_for(conv(256, 4, 224, 64, 7, 2)) == 2                    # 2 * 7 * 4 = 56
+    assert cp.fold_rows_for(conv(256, 3, 224, 64, 7, 4)) == 1                    # 4 * 7 * 3 > 64
+    assert cp.fold_channels(1, 7, 3) == 32
+    assert cp.fold_rows_for(conv(8, 3, 6000, 64, 7, 2)) == 1                     # two staged rows too wide
 
 
 def test_im2col_limits():

@@ -181,12 +181,13 @@ void dequantize(const at::Tensor& q, at::Tensor& y, double scale) {
                         c10::cuda::getCurrentCUDAStream().stream()));
 }
 
-// x [N, C, H, W] channels-last int8 -> y [N, Cp, H, OW] channels-last int8 (see launch.h).
-void fold_kw(const at::Tensor& x, at::Tensor& y, int64_t KW, int64_t sw, int64_t dw, int64_t pl) {
+// x [N, C, H, W] channels-last int8 -> y [N, Cp, I, OW] channels-last int8 (see launch.h).
+void fold_window(const at::Tensor& x, at::Tensor& y, int64_t KW, int64_t sw, int64_t dw, int64_t pl, int64_t R,
+                 int64_t row_step, int64_t row_off) {
   c10::cuda::CUDAGuard guard(x.device());
-  check(i8c::fold_kw(x.data_ptr<int8_t>(), y.data_ptr<int8_t>(), (int)x.size(0), (int)x.size(2), (int)x.size(3),
-                     (int)x.size(1), (int)y.size(3), (int)KW, (int)sw, (int)dw, (int)pl, (int)y.size(1),
-                     c10::cuda::getCurrentCUDAStream().stream()));
+  check(i8c::fold_window(x.data_ptr<int8_t>(), y.data_ptr<int8_t>(), (int)x.size(0), (int)x.size(2), (int)x.size(3),
+                         (int)x.size(1), (int)y.size(2), (int)y.size(3), (int)KW, (int)sw, (int)dw, (int)pl, (int)R,
+                         (int)row_step, (int)row_off, (int)y.size(1), c10::cuda::getCurrentCUDAStream().stream()));
 }
 
 }  // namespace
@@ -196,6 +197,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv2d", &conv2d);
   m.def("quantize", &quantize);
   m.def("dequantize", &dequantize);
-  m.def("fold_kw", &fold_kw);
+  m.def("fold_window", &fold_window);
   m.def("conv2d_stem", &conv2d_stem);
 }

@@ -40,10 +40,11 @@ const char* depthwise(const ConvShape& s, const int8_t* x, const int8_t* w, cons
 // layout 1: NCHW contiguous input [N, C, HW] -> NHWC output.
 const char* quantize(const void* x, int in_kind, int8_t* q, long long n, int layout, int N, int C, long long HW,
                      float inv_scale, cudaStream_t stream);
-// Filter columns folded into channels for few-channel convs (the stem): x NHWC [N, H, W, C] ->
-// y [N, H, OW, Cp] with y[.., kw * C + c] = x[.., ow * sw + kw * dw - pl, c], zero-padded.
-const char* fold_kw(const int8_t* x, int8_t* y, int N, int H, int W, int C, int OW, int KW, int sw, int dw, int pl,
-                    int Cp, cudaStream_t stream);
+// A conv window folded into channels for few-channel convs (the stem): x NHWC [N, H, W, C] ->
+// y [N, I, OW, Cp] with y[n, i, ow, (r * KW + kw) * C + c] = x[n, i * row_step - row_off + r, ow * sw + kw * dw - pl, c]
+// for r < R, zero outside the image and past R * KW * C.
+const char* fold_window(const int8_t* x, int8_t* y, int N, int H, int W, int C, int I, int OW, int KW, int sw,
+                        int dw, int pl, int R, int row_step, int row_off, int Cp, cudaStream_t stream);
 // dequantize elementwise: out_kind 1 f32, 2 f16, 3 bf16.
 const char* dequantize(const int8_t* q, void* y, int out_kind, long long n, float scale, cudaStream_t stream);
 

@@ -119,36 +119,46 @@ static void quant_t(const T* x, int8_t* q, long long n, int layout, int N, int C
   else quant_scalar<T><<<grid_for(n), 256, 0, st>>>(x, q, n, inv);
 }
 
-// Fold the filter columns of a conv with few input channels into channels (the RGB stem):
-// y[n, h, ow, kw * C + c] = x[n, h, ow * sw + kw * dw - pl, c] (0 outside the image, and for
-// kw * C + c >= KW * C up to Cp). A KH x KW conv on x is then a KH x 1 conv on y with Cp channels,
-// which the wgmma im2col kernel takes.
-// One block per input row (n, h) at a time: the row, zero-padded to the window range
-// [-pl, (OW-1)*sw + (KW-1)*dw - pl], is staged in shared memory, then every 16-byte chunk of the folded
-// pixels gathers its bytes through a per-channel offset table (j -> kw*dw*C + c, or a zero byte for
-// j >= KW*C): no divisions in the inner loop, 16-byte stores.
-__global__ void fold_kw(const int8_t* __restrict__ x, int8_t* __restrict__ y, int rows, int W, int C, int OW,
-                        int KW, int sw, int dw, int pl, int Cp, int span) {
+// Fold a conv window of few input channels into channels (the RGB stem): R input rows, KW filter
+// columns and C channels become the Cp channels of one pixel,
+//   y[n, i, ow, (r * KW + kw) * C + c] = x[n, i * row_step - row_off + r, ow * sw + kw * dw - pl, c]
+// (0 outside the image, and for channels >= R * KW * C up to Cp). With R = 1 (row_step 1, row_off 0) a
+// KH x KW conv on x is a KH x 1 conv on y; with R = the row stride (row_step = R, row_off = the top
+// padding) a ceil(KH / R) x 1 conv with stride 1 and no padding, over twice the channels for a
+// stride-2 stem: 64-byte k-blocks instead of 32-byte ones, the same folded size.
+// One block per folded row (n, i) at a time: its R input rows, zero-padded to the window range
+// [-pl, (OW-1)*sw + (KW-1)*dw - pl], are staged in shared memory, then every 16-byte chunk of the folded
+// pixels gathers its bytes through a per-channel offset table (j -> r * span + kw*dw*C + c, or a zero
+// byte for j >= R*KW*C): no divisions in the inner loop, 16-byte stores.
+__global__ void fold_window(const int8_t* __restrict__ x, int8_t* __restrict__ y, int N, int H, int I, int W,
+                            int C, int OW, int KW, int sw, int dw, int pl, int R, int row_step, int row_off,
+                            int Cp, int span) {
   extern __shared__ int8_t sm[];
   int16_t* off = reinterpret_cast<int16_t*>(sm);          // [Cp]
-  int8_t* srow = sm + 2 * Cp;                              // [span]
+  int8_t* srows = sm + 2 * Cp;                             // [R][span]
+  const int zero = R * span;                               // offset of "a zero byte"
   for (int j = threadIdx.x; j < Cp; j += blockDim.x) {
-    int kw = j / C;
-    off[j] = (int16_t)(kw < KW ? kw * dw * C + (j - kw * C) : span);  // span: a zero byte
+    int r = j / (KW * C), kw = (j - r * KW * C) / C, c = j - r * KW * C - kw * C;
+    off[j] = (int16_t)(r < R ? r * span + kw * dw * C + c : zero);
   }
   const int chunks = OW * (Cp / 16);
-  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+  for (int row = blockIdx.x; row < N * I; row += gridDim.x) {
+    const int n = row / I, i = row - n * I;
     __syncthreads();  // the previous row's gathers are done (and the table is built)
-    const int8_t* xr = x + (long long)r * W * C;
-    for (int i = threadIdx.x; i < span; i += blockDim.x) {
-      int src = i - pl * C;
-      srow[i] = (src >= 0 && src < W * C) ? xr[src] : (int8_t)0;
+    for (int r = 0; r < R; ++r) {
+      const int h = i * row_step - row_off + r;
+      const bool inside = h >= 0 && h < H;
+      const int8_t* xr = x + ((long long)n * H + (inside ? h : 0)) * W * C;
+      for (int t = threadIdx.x; t < span; t += blockDim.x) {
+        int src = t - pl * C;
+        srows[r * span + t] = (inside && src >= 0 && src < W * C) ? xr[src] : (int8_t)0;
+      }
     }
     __syncthreads();
-    int4* yr = reinterpret_cast<int4*>(y + (long long)r * OW * Cp);
+    int4* yr = reinterpret_cast<int4*>(y + (long long)row * OW * Cp);
     for (int q = threadIdx.x; q < chunks; q += blockDim.x) {
       int ow = q / (Cp / 16), j0 = (q - ow * (Cp / 16)) * 16;
-      const int8_t* base = srow + ow * sw * C;
+      const int8_t* base = srows + ow * sw * C;
       uint32_t w4[4];
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
@@ -156,7 +166,7 @@ __global__ void fold_kw(const int8_t* __restrict__ x, int8_t* __restrict__ y, in
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           int o = off[j0 + 4 * k + e];
-          v |= (o == span ? 0u : (uint32_t)(uint8_t)base[o]) << (8 * e);
+          v |= (o == zero ? 0u : (uint32_t)(uint8_t)base[o]) << (8 * e);
         }
         w4[k] = v;
       }
@@ -167,17 +177,18 @@ __global__ void fold_kw(const int8_t* __restrict__ x, int8_t* __restrict__ y, in
 
 }  // namespace qk
 
-const char* fold_kw(const int8_t* x, int8_t* y, int N, int H, int W, int C, int OW, int KW, int sw, int dw, int pl,
-                    int Cp, cudaStream_t stream) {
-  if (Cp % 16 || Cp < KW * C) return "fold_kw: Cp must be a multiple of 16 and >= KW * C";
-  if ((uintptr_t)y % 16) return "fold_kw: output must be 16-byte aligned";
+const char* fold_window(const int8_t* x, int8_t* y, int N, int H, int W, int C, int I, int OW, int KW, int sw,
+                        int dw, int pl, int R, int row_step, int row_off, int Cp, cudaStream_t stream) {
+  if (Cp % 16 || Cp < R * KW * C) return "fold_window: Cp must be a multiple of 16 and >= R * KW * C";
+  if ((uintptr_t)y % 16) return "fold_window: output must be 16-byte aligned";
   const long long span = ((long long)(OW - 1) * sw + (long long)(KW - 1) * dw + 1) * C;  // staged row bytes
-  const size_t smem = 2 * Cp + span;  // the offset table, then the row (offset `span` marks a zero byte)
-  if (span > 32767 || smem > 48 * 1024) return "fold_kw: input row too wide to stage in shared memory";
-  const int rows = N * H;
+  const size_t smem = 2 * Cp + R * span;  // the offset table, then the rows (offset R * span: a zero byte)
+  if (R * span > 32767 || smem > 48 * 1024) return "fold_window: input rows too wide to stage in shared memory";
+  const int rows = N * I;
   if (rows == 0 || OW == 0) return nullptr;
   const int blocks = std::min(rows, 132 * 16);  // 16 rows in flight per SM hide the row loads' latency
-  qk::fold_kw<<<blocks, 128, smem, stream>>>(x, y, rows, W, C, OW, KW, sw, dw, pl, Cp, (int)span);
+  qk::fold_window<<<blocks, 128, smem, stream>>>(x, y, N, H, I, W, C, OW, KW, sw, dw, pl, R, row_step, row_off, Cp,
+                                                 (int)span);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }

@@ -7,7 +7,8 @@ Kernels (csrc/cuda):
   * conv2d, Hopper: the same wgmma kernel as an implicit GEMM, its A tiles loaded by TMA in im2col mode
     (padding and stride done by the TMA unit); groups == 1, C % 32 == 0 (`cuda_plan.im2col_unfit` says why not).
   * conv2d with KW * C <= 32 (the RGB stem), Hopper: the wgmma kernel with A tiles built from x by the
-    producer warpgroup ("stem"), or the fold pass + the im2col conv over 32 folded channels ("fold").
+    producer warpgroup ("stem"), or the fold pass + the im2col conv over the folded channels ("fold": a
+    stride-2 stem folds 2 rows x 7 columns x 3 channels into 64).
   * linear / conv2d, sm75+: implicit-GEMM on mma.sync m16n8k32 (igemm.cu), 128x128 tiles, 64x64 tiles for
     small M; any K (tails are zero-filled, 16-byte cp.async when Cg % 16 == 0, byte gathers otherwise).
     The same kernel built for sm75 runs four m8n8k16 per m16n8k32 with plain loads instead of cp.async;
@@ -23,6 +24,7 @@ Importing this module never builds or touches CUDA; the extension is compiled on
   INT8COMPILE_SM90_CFG  = one of SM90_TILES          force the wgmma GEMM tile (see gemm_sm90.cu)
   INT8COMPILE_SM90_CONV_CFG = one of SM90_CONV_TILES force the wgmma conv tile (see conv_sm90.cu)
   INT8COMPILE_SM90_SPLITS / _SM90_CONV_SPLITS = n    split-K factor of the wgmma GEMM / conv (default 1)
+  INT8COMPILE_FOLD_ROWS = 1                          fold only filter columns into channels (A/B)
   INT8COMPILE_SM90_CONV_GENERIC = 1                  int8 convs on the kernels with every epilogue compiled in
                                                      instead of the epilogue-specialised ones (A/B)
   INT8COMPILE_CUDA_EMULATE_CC = 75                   act as a GPU of that compute capability: build PTX for
@@ -41,8 +43,8 @@ from torch import Tensor
 
 from . import build
 from .cuda_plan import (FOLD_CHANNELS, MMA_MIN_CC, SM90_CONV_TILES, SM90_TILES, ConvQuery,  # noqa: F401
-                        alignment, forced_algo, im2col_unfit, plan_conv, plan_linear, route_env, sm90_config,
-                        sm90_conv_config, sm90_conv_splits)
+                        alignment, fold_channels, fold_rows_for, forced_algo, im2col_unfit, plan_conv, plan_linear,
+                        route_env, sm90_config, sm90_conv_config, sm90_conv_splits)
 from .registry import OpCall, register
 
 TARGET = "cuda"
@@ -337,7 +339,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     if plan.algo == "stem":
         ext().conv2d_stem(xc, _fold_weight(w), out, *epi, q.KW, stride, padding, dilation)
     elif plan.algo == "fold":
-        _conv2d_folded(xc, w, epi, out_dtype, stride, padding, dilation, out, plan.cfg)
+        _conv2d_folded(xc, w, epi, out_dtype, stride, padding, dilation, out, plan.cfg, plan.fold_rows)
     elif plan.algo == "sm90":
         ws, cnt = _workspace(dev, q.rows, O) if plan.splits > 1 else (None, None)
         ext().conv2d(xc, w, out, *epi, stride, padding, dilation, groups, 4, plan.cfg, plan.splits, ws, cnt)
@@ -360,26 +362,39 @@ def _pad_channels(x: Tensor, w: Tensor, c4: int) -> tuple[Tensor, Tensor]:
     return xp, wp
 
 
-def _fold_weight(w: Tensor) -> Tensor:
-    """[O, KH, KW, C] -> [O, KH, 32]: each filter row's KW * C bytes, zero-padded to one 32-byte k-block."""
+def _fold_weight(w: Tensor, rows: int = 1) -> Tensor:
+    """[O, KH, KW, C] -> [O, ceil(KH / rows), Cp]: each group of `rows` filter rows' rows * KW * C bytes
+    (filter rows past KH are zero), zero-padded to Cp = fold_channels(...) bytes."""
     O, KH, KW, C = w.shape
-    wf = torch.zeros((O, KH, FOLD_CHANNELS), dtype=torch.int8, device=w.device)
-    wf[:, :, :KW * C] = w.reshape(O, KH, KW * C)
+    taps = -(-KH // rows)
+    wr = torch.zeros((O, taps * rows, KW, C), dtype=torch.int8, device=w.device)
+    wr[:, :KH] = w
+    wf = torch.zeros((O, taps, fold_channels(rows, KW, C)), dtype=torch.int8, device=w.device)
+    wf[:, :, :rows * KW * C] = wr.reshape(O, taps, rows * KW * C)
     return wf
 
 
 def _conv2d_folded(x: Tensor, w: Tensor, epi: tuple, out_dtype, stride, padding, dilation, out: Tensor,
-                   cfg: Optional[int] = None) -> Tensor:
-    """A conv with KW * C <= 32 (the RGB stem) as a KH x 1 conv over its filter columns folded into
-    channels: y[n, h, ow, kw * C + c] = x[n, h, ow * sw + kw * dw - pl, c]. Same sums, so bit-exact;
-    the folded input is 32 / (C * sw) times the input (2.7x for a 7x7 stride-2 RGB stem)."""
+                   cfg: Optional[int] = None, rows: int = 1) -> Tensor:
+    """A conv with few input channels (the RGB stem) as a conv over its window folded into channels by
+    fold_window: `rows` input rows x KW filter columns x C channels per folded pixel. rows = 1: a KH x 1
+    conv with the row stride and padding; rows = the row stride: a ceil(KH / rows) x 1 conv with stride 1
+    and no padding (folded row i holds input rows i * rows - top padding + r). Same sums, so bit-exact.
+    The folded input is Cp / (C * column stride) times the input (2.7x for a 7x7 stride-2 RGB stem)."""
     Nb, C, H, W = x.shape
-    KW = w.shape[2]
-    xf = torch.empty((Nb, FOLD_CHANNELS, H, out.shape[3]), dtype=torch.int8, device=x.device,
+    KH, KW = w.shape[1:3]
+    OH, OW = out.shape[2:]
+    taps = -(-KH // rows)
+    folded_rows, row_step, row_off = (H, 1, 0) if rows == 1 else (OH + taps - 1, rows, padding[0])
+    xf = torch.empty((Nb, fold_channels(rows, KW, C), folded_rows, OW), dtype=torch.int8, device=x.device,
                      memory_format=torch.channels_last)
-    ext().fold_kw(x, xf, KW, stride[1], dilation[1], padding[2])
-    return conv2d_impl(xf, _fold_weight(w).unsqueeze(2), *epi, out_dtype, (stride[0], 1), (padding[0], padding[1], 0, 0),
-                       (dilation[0], 1), 1, algo="sm90", out=out, cfg=cfg)
+    ext().fold_window(x, xf, KW, stride[1], dilation[1], padding[2], rows, row_step, row_off)
+    wf = _fold_weight(w, rows).unsqueeze(2)
+    if rows == 1:
+        geometry = (stride[0], 1), (padding[0], padding[1], 0, 0), (dilation[0], 1)
+    else:
+        geometry = (1, 1), (0, 0, 0, 0), (1, 1)
+    return conv2d_impl(xf, wf, *epi, out_dtype, *geometry, 1, algo="sm90", out=out, cfg=cfg)
 
 
 def describe_linear(call: OpCall) -> str:

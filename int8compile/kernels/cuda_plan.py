@@ -20,8 +20,9 @@ SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: 
                    12: (64, 64, 32), 13: (128, 64, 32), 14: (128, 64, 64),
                    15: (128, 128, 64), 16: (64, 128, 64)}  # 15, 16: ping-pong consumers
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
+FOLD_ROW_CHANNELS = 64      # ... with the rows of a row stride folded too (R * KW * C), a 64-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
-FOLD_MAX_ROW_BYTES = 32000  # fold_kw stages one input row's window range in shared memory
+FOLD_MAX_ROW_BYTES = 32000  # fold_window stages its input rows' window range in shared memory
 # the direct stem beats fold pass + folded conv on small convs, loses on large ones (H100, ResNet-50 stem,
 # us: batch 4 16.4 vs 18.7, 16: 48.8 vs 50.8, 64: 196.5 vs 179.8, 256: 758 vs 674)
 STEM_MAX_ROWS = 32 * 112 * 112
@@ -35,6 +36,7 @@ class RouteEnv:
     algo: str = "auto"                 # INT8COMPILE_CUDA_ALGO: one kernel family for every conv / linear
     conv_cfg: Optional[int] = None     # INT8COMPILE_SM90_CONV_CFG: the wgmma conv tile config
     conv_splits: int = 1               # INT8COMPILE_SM90_CONV_SPLITS: its split-K factor
+    fold_rows: int = 0                 # INT8COMPILE_FOLD_ROWS=1: fold filter columns only (0: also rows)
 
 
 def forced_algo() -> str:
@@ -43,7 +45,8 @@ def forced_algo() -> str:
 
 def route_env() -> RouteEnv:
     cfg = os.environ.get("INT8COMPILE_SM90_CONV_CFG")
-    return RouteEnv(forced_algo(), int(cfg) if cfg is not None else None, sm90_conv_splits())
+    return RouteEnv(forced_algo(), int(cfg) if cfg is not None else None, sm90_conv_splits(),
+                    int(os.environ.get("INT8COMPILE_FOLD_ROWS", "0")))
 
 
 def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
@@ -135,20 +138,23 @@ class ConvQuery:
 @dataclass(frozen=True)
 class ConvPlan:
     """algo: sm90 (TMA im2col + wgmma) | stem (wgmma, A tiles built from x) | fold (fold pass, then the
-    sm90 conv over 32 folded channels) | mma / mma64 (mma.sync implicit GEMM, 128x128 / 64x64 tiles) |
+    sm90 conv over the folded channels) | mma / mma64 (mma.sync implicit GEMM, 128x128 / 64x64 tiles) |
     dp4a | depthwise. cfg: the sm90 tile config (None for the others, and for fold, whose folded conv
-    plans its own); pad_channels: zero-pad C to this first (few-channel convs on mma.sync)."""
+    plans its own); pad_channels: zero-pad C to this first (few-channel convs on mma.sync);
+    fold_rows: input rows per folded pixel (fold_rows_for)."""
     algo: str
     cfg: Optional[int] = None
     splits: int = 1
     pad_channels: int = 0
+    fold_rows: int = 1
 
     def __str__(self) -> str:
         if self.algo == "sm90":
             bm, bn, bk = SM90_CONV_TILES[self.cfg]
             return f"sm90 {bm}x{bn}x{bk} (cfg {self.cfg})" + (f" split-K {self.splits}" if self.splits > 1 else "")
         if self.algo == "fold":
-            return "fold pass + sm90 over 32 folded channels"
+            rows = f"{self.fold_rows} rows x " if self.fold_rows > 1 else ""
+            return f"fold pass + sm90 over {rows}KW x C folded channels"
         if self.algo == "stem":
             return "stem (A tiles built from x)"
         if self.pad_channels:
@@ -181,6 +187,23 @@ def _can_fold(q: ConvQuery) -> bool:
     ow = q.out_hw[1]
     return (q.groups == 1 and 1 < q.KW and q.KW * q.C <= FOLD_CHANNELS and q.x_align == 16 and q.cc == SM90
             and ((ow - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C <= FOLD_MAX_ROW_BYTES)
+
+
+def fold_rows_for(q: ConvQuery, env: RouteEnv = RouteEnv()) -> int:
+    """Input rows per folded pixel: the row stride where R * KW * C fits 64 channels (the folded conv then
+    has stride 1, no padding and 64-byte k-blocks: measured faster than 32-byte ones), else 1."""
+    R = q.stride[0]
+    ow = q.out_hw[1]
+    span = ((ow - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C
+    if (env.fold_rows == 1 or R == 1 or q.dilation[0] != 1 or R * q.KW * q.C > FOLD_ROW_CHANNELS
+            or R * span > FOLD_MAX_ROW_BYTES):
+        return 1
+    return R
+
+
+def fold_channels(rows: int, KW: int, C: int) -> int:
+    """The folded tensor's channels: rows * KW * C zero-padded to one 32- or 64-byte k-block."""
+    return FOLD_CHANNELS if rows * KW * C <= FOLD_CHANNELS else FOLD_ROW_CHANNELS
 
 
 def _can_stem(q: ConvQuery) -> bool:
@@ -216,7 +239,7 @@ def plan_conv(q: ConvQuery, algo: str = "auto", cfg: Optional[int] = None, split
         algo = "mma"
     if algo == "fold" or (choose and fold and q.rows >= FOLD_MIN_ROWS):
         if fold:
-            return ConvPlan("fold", cfg=cfg)
+            return ConvPlan("fold", cfg=cfg, fold_rows=fold_rows_for(q, env))
         algo = "mma"
     if algo == "sm90" and not im2col:
         algo = "mma"
