@@ -426,8 +426,7 @@ def test_sanitizer_small():
     for case in (CONV_CASES[0], CONV_CASES[3], CONV_CASES[7], CONV_CASES[9]) + tuple(SM90_CONV_CASES[-6:-1]):
         test_conv2d_bitexact("auto", case)
     if ck._capability() == (9, 0):
-        test_conv2d_bitexact("fold", FOLDED_STEM)   # fold_window staging byte by byte (W * C % 4 != 0)
-        test_conv2d_bitexact("fold", STEM)          # ... by 4-byte words
+        test_conv2d_bitexact("fold", FOLDED_STEM)
         test_conv2d_bitexact("stem", STEM)
         test_conv2d_sm90_every_tile(SM90_CONV_CASES[0])
     test_quantize_bitexact(torch.float16, (3, 5, 7, 9), "nchw")

@@ -127,64 +127,45 @@ static void quant_t(const T* x, int8_t* q, long long n, int layout, int N, int C
 // padding) a ceil(KH / R) x 1 conv with stride 1 and no padding, over twice the channels for a
 // stride-2 stem: 64-byte k-blocks instead of 32-byte ones, the same folded size.
 // One block per folded row (n, i) at a time: its R input rows, zero-padded to the window range
-// [-pl, (OW-1)*sw + (KW-1)*dw - pl], are staged in shared memory (4-byte loads where the rows allow),
-// then every 16-byte chunk of the folded pixels gathers its bytes through a per-channel offset table
-// (j -> r * span + kw*dw*C + c, or a zero byte for j >= R*KW*C). A thread always builds the same chunk
-// of a pixel (blockDim is a multiple of Cp / 16), so its 16 offsets stay in registers: no divisions and
-// no table reads in the inner loop, 16-byte stores.
-constexpr int kFoldThreads = 128;
-
-// srow[t] = xr[t - lead] for t < span (0 outside the row, or for the whole row when !inside).
-__device__ __forceinline__ void stage_row(const int8_t* __restrict__ xr, bool inside, int8_t* srow, int lead,
-                                          int row_bytes, int span, bool words) {
-  const int copied = inside ? max(min(row_bytes, span - lead), 0) : 0;  // the row's bytes inside the window
-  const int by_word = words ? copied / 4 * 4 : 0;
-  for (int k = threadIdx.x; k < by_word / 4; k += kFoldThreads) {
-    const uint32_t v = __ldg(reinterpret_cast<const uint32_t*>(xr) + k);
-#pragma unroll
-    for (int b = 0; b < 4; ++b) srow[lead + 4 * k + b] = (int8_t)(v >> (8 * b));
+// [-pl, (OW-1)*sw + (KW-1)*dw - pl], are staged in shared memory, then every 16-byte chunk of the folded
+// pixels gathers its bytes through a per-channel offset table (j -> r * span + kw*dw*C + c, or a zero
+// byte for j >= R*KW*C): no divisions in the inner loop, 16-byte stores.
+__global__ void fold_window(const int8_t* __restrict__ x, int8_t* __restrict__ y, int N, int H, int I, int W,
+                            int C, int OW, int KW, int sw, int dw, int pl, int R, int row_step, int row_off,
+                            int Cp, int span) {
+  extern __shared__ int8_t sm[];
+  int16_t* off = reinterpret_cast<int16_t*>(sm);          // [Cp]
+  int8_t* srows = sm + 2 * Cp;                             // [R][span]
+  const int zero = R * span;                               // offset of "a zero byte"
+  for (int j = threadIdx.x; j < Cp; j += blockDim.x) {
+    int r = j / (KW * C), kw = (j - r * KW * C) / C, c = j - r * KW * C - kw * C;
+    off[j] = (int16_t)(r < R ? r * span + kw * dw * C + c : zero);
   }
-  for (int t = lead + by_word + threadIdx.x; t < lead + copied; t += kFoldThreads) srow[t] = xr[t - lead];
-  for (int t = threadIdx.x; t < lead; t += kFoldThreads) srow[t] = 0;
-  for (int t = lead + copied + threadIdx.x; t < span; t += kFoldThreads) srow[t] = 0;
-}
-
-__global__ void __launch_bounds__(kFoldThreads) fold_window(const int8_t* __restrict__ x, int8_t* __restrict__ y,
-                                                            int N, int H, int I, int W, int C, int OW, int KW, int sw,
-                                                            int dw, int pl, int R, int row_step, int row_off, int Cp,
-                                                            int span) {
-  extern __shared__ int8_t srows[];  // [R][span]
-  const int zero = R * span;         // offset of "a zero byte"
-  const int per_pixel = Cp / 16;     // chunks per folded pixel, a divisor of kFoldThreads
-  const int j0 = (threadIdx.x % per_pixel) * 16;
-  int off[16];
-#pragma unroll
-  for (int e = 0; e < 16; ++e) {
-    const int j = j0 + e, r = j / (KW * C), kw = (j - r * KW * C) / C, c = j - r * KW * C - kw * C;
-    off[e] = r < R ? r * span + kw * dw * C + c : zero;
-  }
-  const int row_bytes = W * C;
-  const bool words = row_bytes % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 4 == 0;
+  const int chunks = OW * (Cp / 16);
   for (int row = blockIdx.x; row < N * I; row += gridDim.x) {
     const int n = row / I, i = row - n * I;
-    __syncthreads();  // the previous row's gathers are done
+    __syncthreads();  // the previous row's gathers are done (and the table is built)
     for (int r = 0; r < R; ++r) {
       const int h = i * row_step - row_off + r;
       const bool inside = h >= 0 && h < H;
-      stage_row(x + ((long long)n * H + (inside ? h : 0)) * row_bytes, inside, srows + r * span, pl * C, row_bytes,
-                span, words);
+      const int8_t* xr = x + ((long long)n * H + (inside ? h : 0)) * W * C;
+      for (int t = threadIdx.x; t < span; t += blockDim.x) {
+        int src = t - pl * C;
+        srows[r * span + t] = (inside && src >= 0 && src < W * C) ? xr[src] : (int8_t)0;
+      }
     }
     __syncthreads();
     int4* yr = reinterpret_cast<int4*>(y + (long long)row * OW * Cp);
-    for (int q = threadIdx.x; q < OW * per_pixel; q += kFoldThreads) {
-      const int8_t* base = srows + (q / per_pixel) * sw * C;
+    for (int q = threadIdx.x; q < chunks; q += blockDim.x) {
+      int ow = q / (Cp / 16), j0 = (q - ow * (Cp / 16)) * 16;
+      const int8_t* base = srows + ow * sw * C;
       uint32_t w4[4];
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         uint32_t v = 0;
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int o = off[4 * k + e];
+          int o = off[j0 + 4 * k + e];
           v |= (o == zero ? 0u : (uint32_t)(uint8_t)base[o]) << (8 * e);
         }
         w4[k] = v;
@@ -201,13 +182,12 @@ const char* fold_window(const int8_t* x, int8_t* y, int N, int H, int W, int C, 
   if (Cp % 16 || Cp < R * KW * C) return "fold_window: Cp must be a multiple of 16 and >= R * KW * C";
   if ((uintptr_t)y % 16) return "fold_window: output must be 16-byte aligned";
   const long long span = ((long long)(OW - 1) * sw + (long long)(KW - 1) * dw + 1) * C;  // staged row bytes
-  const size_t smem = R * span;
-  if (smem > 48 * 1024) return "fold_window: input rows too wide to stage in shared memory";
-  if (qk::kFoldThreads % (Cp / 16)) return "fold_window: Cp / 16 must divide the block size";
+  const size_t smem = 2 * Cp + R * span;  // the offset table, then the rows (offset R * span: a zero byte)
+  if (R * span > 32767 || smem > 48 * 1024) return "fold_window: input rows too wide to stage in shared memory";
   const int rows = N * I;
   if (rows == 0 || OW == 0) return nullptr;
   const int blocks = std::min(rows, 132 * 16);  // 16 rows in flight per SM hide the row loads' latency
-  qk::fold_window<<<blocks, qk::kFoldThreads, smem, stream>>>(x, y, N, H, I, W, C, OW, KW, sw, dw, pl, R, row_step, row_off, Cp,
+  qk::fold_window<<<blocks, 128, smem, stream>>>(x, y, N, H, I, W, C, OW, KW, sw, dw, pl, R, row_step, row_off, Cp,
                                                  (int)span);
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
