@@ -239,7 +239,7 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
                                       for i in range(ns)], reps=15)
         if sweep_cfg:
             for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
-                if ck.FOLD_CHANNELS % bk == 0:
+                if ck.fold_channels(rows, k, C) % bk == 0:
                     r[f"sm90 cfg{cfg}"] = ours(algo="fold", cfg=cfg)
     r["mma.sync"] = ours(algo="mma64" if O <= 64 else "mma")
     if sweep_cfg and ck.im2col_unfit(ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1)) is None:
