@@ -148,11 +148,9 @@ __device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, const void*
   asm volatile("cp.async.bulk.commit_group;" ::: "memory");
 #endif
 }
-// Waits until this thread's TMA stores, all but the KEEP most recent, have read their shared memory.
-template <int KEEP = 0>
 __device__ __forceinline__ void tma_store_wait_read() {
 #ifdef I8C_SM90
-  asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(KEEP) : "memory");
+  asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
 #endif
 }
 __device__ __forceinline__ void tma_store_wait_all() {
@@ -190,18 +188,12 @@ struct Smem {
 // int8 output tiles are staged in shared memory, 64 x BN per block, dense rows in the TMA swizzle of
 // their width (64 or 128 bytes: the 16-byte chunks of a row XOR-permuted by the row, so the char2
 // writes of a warp's 8 rows hit distinct banks), and leave by TMA store (or 16-byte copies) when they fit.
-// Two sets of staging tiles (BUFS) where CPS CTAs per SM still fit (not ping-pong): a consumer then
-// writes its next tile while the TMA unit still reads the last one, instead of waiting for that read.
-template <int BM, int BN, int BK, int STAGES, bool PP, int CPS>
+template <int BM, int BN, int BK, int STAGES, bool PP>
 struct OutStage {
   static constexpr int OSTRIDE = BN;
   static constexpr int ROWS = PP ? BM : 64;
-  static constexpr size_t BUF = (PP ? 2 : BM / 64) * ROWS * OSTRIDE;  // one set: a tile per consumer
+  static constexpr size_t BYTES = (PP ? 2 : BM / 64) * ROWS * OSTRIDE;
   static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES>) + 1023) & ~(size_t)1023;  // swizzle atom
-  // per CTA: the layout, 1 KB of alignment slack and 1 KB the SM reserves; 228 KB of shared memory per SM
-  static constexpr bool fits(int bufs) { return CPS * (OFFSET + bufs * BUF + 2048) <= 228 * 1024; }
-  static constexpr int BUFS = !PP && fits(2) ? 2 : 1;
-  static constexpr size_t BYTES = BUFS * BUF;
   static constexpr bool ON = (BN == 64 || BN == 128) && OFFSET + BYTES + 1024 <= 227 * 1024;
 };
 
@@ -325,11 +317,10 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
 }
 
 // One 64-row block's epilogue. STAGED: int8 results go through otile (this block's staging tile) and
-// leave by TMA store (tmC, whose store thread first waits until its stores but the KEEP most recent
-// have read their tiles: KEEP = staging sets - 1, the stores of the other sets may go on) or with
-// 16-byte copies (tmC == nullptr); brow0: its first global row. res_bar: the residual tile was
-// TMA-loaded into otile (after otile's previous store had read it), complete at phase res_phase.
-template <int BN, int MODE, bool RES, bool FAST, bool STAGED, int KEEP = 0>
+// leave by TMA store (tmC, whose store thread has waited for the tile's previous store to be read) or
+// with 16-byte copies (tmC == nullptr); brow0: its first global row. res_bar: the residual tile was
+// TMA-loaded into otile (after the previous store had read it), complete at phase res_phase.
+template <int BN, int MODE, bool RES, bool FAST, bool STAGED>
 __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
                                          int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id,
                                          const CUtensorMap* tmC, uint64_t* res_bar = nullptr, int res_phase = 0) {
@@ -341,8 +332,8 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
     if (RES && res_bar) {
       mbar_wait(res_bar, res_phase);  // loaded after the last tile had left otile
     } else {
-      if (tmC && tid == 0) tma_store_wait_read<KEEP>();
-      asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");  // otile's last tile has left it
+      if (tmC && tid == 0) tma_store_wait_read();
+      asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");  // the last tile has left otile
     }
     int lr = r0 - brow0;
     if constexpr (FAST) {
@@ -503,7 +494,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
 #ifdef I8C_SM90
   constexpr int NCONS = PP ? 2 : BM / 64;
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
-  using OS_ = OutStage<BM, BN, BK, STAGES, PP, CPS>;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP>;
   extern __shared__ uint8_t smem_raw[];
   // 1024-byte aligned (128-byte swizzle atoms) by pointer arithmetic on the shared array, not an integer
   // round trip, so the compiler still knows every pointer below is shared (LDS / STS, not generic LD / ST)
@@ -580,11 +571,6 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     if constexpr (NCONS >= 2 && CPS == 1 && !BUILT) setmaxnreg_inc<232>();
     const int c = CPS == 1 ? wg - 1 : wg;
     int it = 0, j = 0;
-    int staged = 0;  // tiles this consumer has staged: tile n goes to staging set n % BUFS
-    auto stage_tile = [&](int n, int mb) {
-      return reinterpret_cast<int8_t*>(base + OS_::OFFSET) + (size_t)(n % OS_::BUFS) * OS_::BUF +
-             (size_t)(c * OS_::ROWS + mb * 64) * OS_::OSTRIDE;
-    };
     int32_t d[WGM * BN / 2];
     constexpr int PER = (BN + 127) / 128;  // channels per thread in chan_load
     const CUtensorMap* tmC = tma_out ? &tmOut : nullptr;
@@ -607,13 +593,14 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       }
       const int n0 = tn * BN;
       if constexpr (OS_::ON && !PP) {
-        // tma_res: the residual tile comes into this consumer's next staging tile while the main loop
-        // runs, once that tile's last store has read it (the epilogue then reads residuals from smem, not
+        // tma_res: the residual tile comes into this consumer's staging tile while the main loop runs,
+        // once the previous tile's store has read it (the epilogue then reads residuals from smem, not
         // with byte loads from global memory at the point of use)
         if (tma_res && tid == 0) {
-          tma_store_wait_read<OS_::BUFS - 1>();
+          tma_store_wait_read();
           mbar_expect_tx(&s.rres[c], 64 * BN);
-          tma_load_2d(stage_tile(staged, 0), &tmRes, &s.rres[c], n0, tm * BM + c * 64);
+          tma_load_2d(reinterpret_cast<int8_t*>(base + OS_::OFFSET) + (size_t)c * OS_::ROWS * OS_::OSTRIDE, &tmRes,
+                      &s.rres[c], n0, tm * BM + c * 64);
         }
       }
       ChanRegs<PER> chan;  // otherwise per tile: loaded now, the latency hidden behind the main loop
@@ -669,14 +656,16 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
           if (!splitk_reduce<BN>(dm, ws, cnt, &s.last[c], slot, splits, row0, n0, M, N, 1 + c)) continue;
         }
         int8_t* otile = nullptr;
-        if constexpr (OS_::ON) otile = stage_tile(staged++, mb);
+        if constexpr (OS_::ON)
+          otile = reinterpret_cast<int8_t*>(base + OS_::OFFSET) +
+                  (size_t)(c * OS_::ROWS + mb * 64) * OS_::OSTRIDE;
         const int brow0 = tm * BM + (PP ? mb : c) * 64;
         uint64_t* res_bar = tma_res ? &s.rres[c] : nullptr;  // one residual tile per unit: phase j & 1
 #define I8C_SM90_EPI(MODE_, RES_)                                                              \
-  if (fast) epilogue<BN, MODE_, RES_, true, OS_::ON, OS_::BUFS - 1>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, \
-                                                                    1 + c, tmC, res_bar, j & 1);     \
-  else epilogue<BN, MODE_, RES_, false, OS_::ON, OS_::BUFS - 1>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, \
-                                                                1 + c, tmC, res_bar, j & 1)
+  if (fast) epilogue<BN, MODE_, RES_, true, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, \
+                                                     res_bar, j & 1);                          \
+  else epilogue<BN, MODE_, RES_, false, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, \
+                                                 res_bar, j & 1)
         if constexpr (EPI == EPI_ANY) I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
         else I8C_SM90_EPI(epi_mode(EPI), epi_residual(EPI));
 #undef I8C_SM90_EPI
@@ -754,7 +743,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
     if (const char* e = make_map(&ma, A, M, K, BM, BK)) return e;
   }
   if (const char* e = make_map(&mb, B, N, K, BN, BK)) return e;
-  using OS_ = OutStage<BM, BN, BK, STAGES, PP, CPS>;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP>;
   // int8 tiles leave by TMA store when the output can be a tensor map (16-byte aligned rows)
   CUtensorMap mc{};
   const bool tma_out = OS_::ON && p.mode != FLOAT_OUT && (uintptr_t)p.out % 16 == 0 && p.ldo % 16 == 0 &&
