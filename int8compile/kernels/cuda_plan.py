@@ -23,9 +23,11 @@ FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a
 FOLD_ROW_CHANNELS = 64      # ... with the rows of a row stride folded too (R * KW * C), a 64-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
 FOLD_MAX_ROW_BYTES = 32000  # fold_window stages its input rows' window range in shared memory
-# the direct stem beats fold pass + folded conv on small convs, loses on large ones (H100, ResNet-50 stem,
-# us: batch 4 16.4 vs 18.7, 16: 48.8 vs 50.8, 64: 196.5 vs 179.8, 256: 758 vs 674)
-STEM_MAX_ROWS = 32 * 112 * 112
+# the direct stem beats fold pass + folded conv on small convs, loses on large ones. ResNet-50 stem, us,
+# direct vs the row fold (H200): batch 1 11.6 vs 16.3, 16: 50.0 vs 41.7, 256: 714 vs 388; with the
+# column-only fold the crossover was near batch 32 (H100: batch 4 16.4 vs 18.7, 16: 48.8 vs 50.8,
+# 64: 196.5 vs 179.8). Batches 2-8 are not measured with the row fold: the limit sits between 1 and 16.
+STEM_MAX_ROWS = 8 * 112 * 112
 SM90 = (9, 0)
 MMA_MIN_CC = (7, 5)         # mma.sync m16n8k32 (four m8n8k16 on sm75)
 
