@@ -69,6 +69,23 @@ def test_forced_families_and_overrides():
     assert cp.plan_conv(stem, "fold", cfg=6) == cp.ConvPlan("fold", cfg=6, fold_rows=2)
 
 
+@pytest.mark.parametrize("name,value", [("INT8COMPILE_FOLD_ROWS", "2"), ("INT8COMPILE_FOLD_ROWS", "yes"),
+                                        ("INT8COMPILE_SM90_CONV_CFG", "9"), ("INT8COMPILE_SM90_CONV_SPLITS", "0")])
+def test_bad_knobs_name_themselves(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name):
+        cp.route_env()
+
+
+def test_knobs_unset_or_empty_give_defaults(monkeypatch):
+    monkeypatch.setenv("INT8COMPILE_FOLD_ROWS", "")
+    monkeypatch.delenv("INT8COMPILE_SM90_CONV_CFG", raising=False)
+    monkeypatch.delenv("INT8COMPILE_SM90_CONV_SPLITS", raising=False)
+    assert cp.route_env() == cp.RouteEnv()
+    monkeypatch.setenv("INT8COMPILE_SM90_CFG", "2")
+    assert cp.sm90_config(4096, 4096, 4096) == (2, 1)
+
+
 def test_fold_rows():
     """A stride-2 RGB stem folds 2 rows x 7 columns x 3 channels into 64; what does not fit 64 channels,
     has no row stride or a row dilation folds only its columns (into 32); INT8COMPILE_FOLD_ROWS=1 forces that."""

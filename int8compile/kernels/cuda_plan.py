@@ -41,19 +41,34 @@ class RouteEnv:
     fold_rows: int = 0                 # INT8COMPILE_FOLD_ROWS=1: fold filter columns only (0: also rows)
 
 
+def env_int(name: str, default: Optional[int], allowed=None, minimum: Optional[int] = None) -> Optional[int]:
+    """An integer INT8COMPILE_* knob (default when unset), with an error naming the knob when it is not one
+    of `allowed` (or below `minimum`)."""
+    value = os.environ.get(name, "")
+    if value == "":
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected an integer (unset it for the default)") from None
+    if (allowed is not None and n not in allowed) or (minimum is not None and n < minimum):
+        expected = f"one of {sorted(allowed)}" if allowed is not None else f"an integer >= {minimum}"
+        raise ValueError(f"{name}={value!r}: expected {expected}")
+    return n
+
+
 def forced_algo() -> str:
     return os.environ.get("INT8COMPILE_CUDA_ALGO", "auto").lower()
 
 
 def route_env() -> RouteEnv:
-    cfg = os.environ.get("INT8COMPILE_SM90_CONV_CFG")
-    return RouteEnv(forced_algo(), int(cfg) if cfg is not None else None, sm90_conv_splits(),
-                    int(os.environ.get("INT8COMPILE_FOLD_ROWS", "0")))
+    return RouteEnv(forced_algo(), env_int("INT8COMPILE_SM90_CONV_CFG", None, SM90_CONV_TILES), sm90_conv_splits(),
+                    env_int("INT8COMPILE_FOLD_ROWS", 0, (0, 1)))
 
 
 def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
     """(tile config, split-K factor) for the wgmma GEMM (configs in gemm_sm90.cu)."""
-    env = os.environ.get("INT8COMPILE_SM90_CFG")
+    forced = env_int("INT8COMPILE_SM90_CFG", None, SM90_TILES)
 
     def tiles(cfg):
         bm, bn = SM90_TILES[cfg]
@@ -61,15 +76,15 @@ def sm90_config(M: int, N: int, K: int, sms: int = 132) -> tuple[int, int]:
     # Measured on H100: the cooperative 128x128 tile is best once it gives ~a wave of CTAs; 64x128
     # below that; 64x64 for M <= 64. The ping-pong config (4) and split-K (atomic int32 reduction)
     # were slower everywhere measured, so they are opt-in only.
-    if env is not None:
-        cfg = int(env)
+    if forced is not None:
+        cfg = forced
     elif M <= 64:
         cfg = 7
     elif tiles(1) >= (3 * sms) // 4:
         cfg = 1
     else:
         cfg = 2
-    return cfg, int(os.environ.get("INT8COMPILE_SM90_SPLITS", "1"))
+    return cfg, env_int("INT8COMPILE_SM90_SPLITS", 1, minimum=1)
 
 
 def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
@@ -97,7 +112,7 @@ def sm90_conv_splits() -> int:
     exact but measured slower on every ResNet-50 layer at batch 1 on H100 (each extra slice added a
     near-constant 3-6 us, with the reduction through atomics and through per-slice planes alike;
     benchmarks/results/cuda_2026-11-25_session3.md), so it is opt-in until that is understood."""
-    return int(os.environ.get("INT8COMPILE_SM90_CONV_SPLITS", "1"))
+    return env_int("INT8COMPILE_SM90_CONV_SPLITS", 1, minimum=1)
 
 
 def alignment(address: int) -> int:
