@@ -231,10 +231,9 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
         with env_set("INT8COMPILE_FOLD_ROWS", "1"):
             r["folded conv, columns only"] = ours(algo="fold")
         rows = ck.fold_rows_for(q)
-        taps = -(-k // rows)
-        xf = torch.empty(batch, ck.fold_channels(rows, k, C), H if rows == 1 else oh + taps - 1, ow, dtype=torch.int8,
-                         device=DEV, memory_format=torch.channels_last)
-        row_step, row_off = (1, 0) if rows == 1 else (rows, p)
+        folded_rows, row_step, row_off = ck.fold_row_layout(rows, k, H, oh, p)
+        xf = torch.empty(batch, ck.fold_channels(rows, k, C), folded_rows, ow, dtype=torch.int8, device=DEV,
+                         memory_format=torch.channels_last)
         r["fold pass"] = bench_graph([lambda i=i: ck.ext().fold_window(xs[i], xf, k, s, 1, p, rows, row_step, row_off)
                                       for i in range(ns)], reps=15)
         if sweep_cfg:

@@ -779,7 +779,8 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   const bool resident_b = can_resident && (rb && *rb ? *rb == '1' : units >= 4 * grid);
   // the residual tile by TMA into the staging tile (same map shape and swizzle as the output's); not with
   // ping-pong or split-K, whose consumers do not run one epilogue per unit each.
-  // INT8COMPILE_SM90_TMA_RESIDUAL=0: byte loads from global instead (an A/B knob until measured)
+  // INT8COMPILE_SM90_TMA_RESIDUAL=0: byte loads from global instead, for an A/B (H200, a residual on every
+  // ResNet-50 conv at batch 256: 4.72 ms with the TMA load, 6.85 ms with byte loads)
   CUtensorMap mr{};
   const char* tr = getenv("INT8COMPILE_SM90_TMA_RESIDUAL");
   const bool tma_res = tma_out && !PP && splits == 1 && p.residual && (uintptr_t)p.residual % 16 == 0 &&

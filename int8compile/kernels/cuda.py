@@ -43,8 +43,8 @@ from torch import Tensor
 
 from . import build
 from .cuda_plan import (FOLD_CHANNELS, MMA_MIN_CC, SM90_CONV_TILES, SM90_TILES, ConvQuery,  # noqa: F401
-                        alignment, fold_channels, fold_rows_for, forced_algo, im2col_unfit, plan_conv, plan_linear,
-                        route_env, sm90_config, sm90_conv_config, sm90_conv_splits)
+                        alignment, fold_channels, fold_row_layout, fold_rows_for, forced_algo, im2col_unfit,
+                        plan_conv, plan_linear, route_env, sm90_config, sm90_conv_config, sm90_conv_splits)
 from .registry import OpCall, register
 
 TARGET = "cuda"
@@ -384,8 +384,7 @@ def _conv2d_folded(x: Tensor, w: Tensor, epi: tuple, out_dtype, stride, padding,
     Nb, C, H, W = x.shape
     KH, KW = w.shape[1:3]
     OH, OW = out.shape[2:]
-    taps = -(-KH // rows)
-    folded_rows, row_step, row_off = (H, 1, 0) if rows == 1 else (OH + taps - 1, rows, padding[0])
+    folded_rows, row_step, row_off = fold_row_layout(rows, KH, H, OH, padding[0])
     xf = torch.empty((Nb, fold_channels(rows, KW, C), folded_rows, OW), dtype=torch.int8, device=x.device,
                      memory_format=torch.channels_last)
     ext().fold_window(x, xf, KW, stride[1], dilation[1], padding[2], rows, row_step, row_off)

@@ -200,20 +200,22 @@ def im2col_unfit(q: ConvQuery) -> Optional[str]:
     return None
 
 
+def _fold_span(q: ConvQuery) -> int:
+    """Bytes of one input row that fold_window stages: the window range of the output columns."""
+    return ((q.out_hw[1] - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C
+
+
 def _can_fold(q: ConvQuery) -> bool:
-    ow = q.out_hw[1]
     return (q.groups == 1 and 1 < q.KW and q.KW * q.C <= FOLD_CHANNELS and q.x_align == 16 and q.cc == SM90
-            and ((ow - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C <= FOLD_MAX_ROW_BYTES)
+            and _fold_span(q) <= FOLD_MAX_ROW_BYTES)
 
 
 def fold_rows_for(q: ConvQuery, env: RouteEnv = RouteEnv()) -> int:
     """Input rows per folded pixel: the row stride where R * KW * C fits 64 channels (the folded conv then
     has stride 1, no padding and 64-byte k-blocks: measured faster than 32-byte ones), else 1."""
     R = q.stride[0]
-    ow = q.out_hw[1]
-    span = ((ow - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C
     if (env.fold_rows == 1 or R == 1 or q.dilation[0] != 1 or R * q.KW * q.C > FOLD_ROW_CHANNELS
-            or R * span > FOLD_MAX_ROW_BYTES):
+            or R * _fold_span(q) > FOLD_MAX_ROW_BYTES):
         return 1
     return R
 
@@ -221,6 +223,15 @@ def fold_rows_for(q: ConvQuery, env: RouteEnv = RouteEnv()) -> int:
 def fold_channels(rows: int, KW: int, C: int) -> int:
     """The folded tensor's channels: rows * KW * C zero-padded to one 32- or 64-byte k-block."""
     return FOLD_CHANNELS if rows * KW * C <= FOLD_CHANNELS else FOLD_ROW_CHANNELS
+
+
+def fold_row_layout(rows: int, KH: int, H: int, OH: int, pad_top: int) -> tuple[int, int, int]:
+    """(folded rows, row_step, row_off) of fold_window: folded row i starts at input row
+    i * row_step - row_off. rows = 1: every input row, the row stride and padding left to the conv;
+    rows = the row stride: OH + ceil(KH / rows) - 1 folded rows, the conv then has stride 1, no padding."""
+    if rows == 1:
+        return H, 1, 0
+    return OH + -(-KH // rows) - 1, rows, pad_top
 
 
 def _can_stem(q: ConvQuery) -> bool:
