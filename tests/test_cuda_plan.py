@@ -99,6 +99,9 @@ def test_fold_rows():
     assert cp.fold_rows_for(conv(256, 4, 224, 64, 7, 2)) == 2                    # 2 * 7 * 4 = 56
     assert cp.fold_rows_for(conv(256, 3, 224, 64, 7, 4)) == 1                    # 4 * 7 * 3 > 64
     assert cp.fold_channels(1, 7, 3) == 32
+    # folded rows and where folded row i starts (input row i * step - off): every row, or OH + taps - 1
+    assert cp.fold_row_layout(1, 7, 224, 112, 3) == (224, 1, 0)
+    assert cp.fold_row_layout(2, 7, 224, 112, 3) == (112 + 4 - 1, 2, 3)
     assert cp.fold_rows_for(conv(8, 3, 6000, 64, 7, 2)) == 1                     # two staged rows too wide
 
 
