@@ -24,7 +24,8 @@ FOLD_ROW_CHANNELS = 64      # ... with the rows of a row stride folded too (R * 
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
 FOLD_MAX_ROW_BYTES = 32000  # fold_window stages its input rows' window range in shared memory
 # the direct stem beats fold pass + folded conv on small convs, loses on large ones. ResNet-50 stem, us,
-# direct vs the row fold (H200): batch 1 11.6 vs 16.3, 16: 50.0 vs 41.7, 256: 714 vs 388; with the
+# direct vs the row fold (H200): batch 1 11.6 vs 16.3, 16: 50.0 vs 41.7 (measured with a fold pass since
+# reverted as slower, so the fold is at least that fast), 256: 714 vs 388; with the
 # column-only fold the crossover was near batch 32 (H100: batch 4 16.4 vs 18.7, 16: 48.8 vs 50.8,
 # 64: 196.5 vs 179.8). Batches 2-8 are not measured with the row fold: the limit sits between 1 and 16.
 STEM_MAX_ROWS = 8 * 112 * 112
