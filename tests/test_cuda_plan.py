@@ -152,7 +152,7 @@ def _cases(name, pattern):
 def test_tile_tables_match_the_cuda_sources():
     """The planner's tile tables describe the configs the kernels instantiate (conv_sm90.cuh,
     gemm_sm90.cu): a config added or changed on one side only fails here, not on the GPU."""
-    conv = _cases("conv_sm90.cuh", r"case (\d+): return I8C_CONV(?:_PP)?\((\d+), (\d+), (\d+),")
+    conv = _cases("conv_sm90.cuh", r"case (\d+): return I8C_CONV(?:_PP|_RB)?\((\d+), (\d+), (\d+),")
     assert conv == cp.SM90_CONV_TILES
     bk = [int(v) for v in re.search(r"kConvBK\[\] = \{([^}]*)\}", _source("conv_sm90.cuh"))[1].split(",")]
     assert all(bk[cfg] == tile[2] for cfg, tile in cp.SM90_CONV_TILES.items())   # the binding's C % BK check

@@ -172,10 +172,12 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 #endif
 }
 
-template <int BM, int BN, int BK, int STAGES>
+// BSLOTS >= STAGES weights slots: the ring uses the first STAGES; resident B (one column block's
+// weights loaded once) fills up to BSLOTS, so a 3x3 conv's nine k-blocks can stay without nine A stages.
+template <int BM, int BN, int BK, int STAGES, int BSLOTS = STAGES>
 struct Smem {
   int8_t A[STAGES][BM * BK];
-  int8_t B[STAGES][BN * BK];
+  int8_t B[BSLOTS][BN * BK];
   uint64_t full[STAGES];
   uint64_t empty[STAGES];
   uint64_t bres;  // resident B: the weights of this CTA's column block, loaded once into B[0 .. ktiles)
@@ -188,12 +190,12 @@ struct Smem {
 // int8 output tiles are staged in shared memory, 64 x BN per block, dense rows in the TMA swizzle of
 // their width (64 or 128 bytes: the 16-byte chunks of a row XOR-permuted by the row, so the char2
 // writes of a warp's 8 rows hit distinct banks), and leave by TMA store (or 16-byte copies) when they fit.
-template <int BM, int BN, int BK, int STAGES, bool PP>
+template <int BM, int BN, int BK, int STAGES, bool PP, int BSLOTS = STAGES>
 struct OutStage {
   static constexpr int OSTRIDE = BN;
   static constexpr int ROWS = PP ? BM : 64;
   static constexpr size_t BYTES = (PP ? 2 : BM / 64) * ROWS * OSTRIDE;
-  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES>) + 1023) & ~(size_t)1023;  // swizzle atom
+  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES, BSLOTS>) + 1023) & ~(size_t)1023;  // swizzle atom
   static constexpr bool ON = (BN == 64 || BN == 128) && OFFSET + BYTES + 1024 <= 227 * 1024;
 };
 
@@ -485,7 +487,8 @@ constexpr int cta_threads() { return (PP ? 2 : BM / 64) * 128 + (CPS == 1 ? 128 
 // EPI: the epilogue compiled in (EPI_ANY, or one int8 (mode, residual) pair: no run-time dispatch and
 // no split-K, so fewer registers and no spills at three or four CTAs per SM).
 // BUILT: the producer warpgroup writes the A tiles itself (build_producer; CPS == 1).
-template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV, int EPI, bool BUILT = false>
+template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV, int EPI, bool BUILT = false,
+          int BSLOTS = STAGES>
 __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB,
                 const __grid_constant__ CUtensorMap tmOut, int M, int N, int K, EpiParams p, int splits, int32_t* ws,
@@ -494,12 +497,12 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
 #ifdef I8C_SM90
   constexpr int NCONS = PP ? 2 : BM / 64;
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
-  using OS_ = OutStage<BM, BN, BK, STAGES, PP>;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS>;
   extern __shared__ uint8_t smem_raw[];
   // 1024-byte aligned (128-byte swizzle atoms) by pointer arithmetic on the shared array, not an integer
   // round trip, so the compiler still knows every pointer below is shared (LDS / STS, not generic LD / ST)
   uint8_t* base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
-  auto& s = *reinterpret_cast<Smem<BM, BN, BK, STAGES>*>(base);
+  auto& s = *reinterpret_cast<Smem<BM, BN, BK, STAGES, BSLOTS>*>(base);
 
   const int num_m = (M + BM - 1) / BM, num_n = (N + BN - 1) / BN;
   const int tiles = num_m * num_n;
@@ -527,10 +530,10 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     // (BUILT: the producer needs its registers; the consumers of a 64-channel tile need few)
     if constexpr (NCONS >= 2 && CPS == 1 && !BUILT) setmaxnreg_dec<40>();
     if constexpr (BUILT) {
-      static_assert(CONV && CPS == 1, "a built A tile needs the whole producer warpgroup");
+      static_assert(CONV && CPS == 1 && BSLOTS == STAGES, "a built A tile needs the whole producer warpgroup");
       build_producer<BM, BN, BK, STAGES>(s, &tmB, g, M, units, splits, num_m, num_n, fixed_n, ktiles, kps);
     } else if (tid == 0) {
-      // resident B (fixed_n, one k-slice, ktiles <= STAGES): this CTA's column block never changes,
+      // resident B (fixed_n, one k-slice, ktiles <= BSLOTS): this CTA's column block never changes,
       // so its weights are loaded once into B[0 .. ktiles) and each stage then brings only A
       const bool load_b = !(resident_b && blockIdx.x < units);
       if (!load_b) {
@@ -723,7 +726,7 @@ static const char* make_im2col_map(CUtensorMap* map, const void* x, const ConvSh
 
 // Launch one instantiation. conv == nullptr: linear (A = x [M, K]); else A is the im2col view of x.
 template <int BM, int BN, int BK, int STAGES, bool PP, int CPS = 1, bool CONV = false, int EPI = EPI_ANY,
-          bool BUILT = false>
+          bool BUILT = false, int BSLOTS = STAGES>
 static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                           int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream,
                           const ConvShape* conv = nullptr) {
@@ -743,13 +746,13 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
     if (const char* e = make_map(&ma, A, M, K, BM, BK)) return e;
   }
   if (const char* e = make_map(&mb, B, N, K, BN, BK)) return e;
-  using OS_ = OutStage<BM, BN, BK, STAGES, PP>;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS>;
   // int8 tiles leave by TMA store when the output can be a tensor map (16-byte aligned rows)
   CUtensorMap mc{};
   const bool tma_out = OS_::ON && p.mode != FLOAT_OUT && (uintptr_t)p.out % 16 == 0 && p.ldo % 16 == 0 &&
                        make_map(&mc, p.out, M, N, 64, BN, p.ldo) == nullptr;
-  size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES>)) + 1024;
-  auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV, EPI, BUILT>;
+  size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES, BSLOTS>)) + 1024;
+  auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV, EPI, BUILT, BSLOTS>;
   static bool attr_set = false;  // per instantiation
   if (!attr_set) {
     if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
@@ -774,7 +777,7 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   // stage ring; chosen when each CTA runs >= 4 tiles (H200, ResNet-50 batch 256, same process: 256->128
   // 1x1 195 -> 107 us, the conv sum 1.012x; at batch 1, 1-2 tiles per CTA, waiting for all of B first
   // cost 0.3-0.7 us a layer). INT8COMPILE_SM90_RESIDENT_B=0 / 1 turns it off / on wherever possible.
-  const bool can_resident = !BUILT && !PP && fixed_n && (K + BK - 1) / BK <= STAGES;  // fixed_n: no split-K
+  const bool can_resident = !BUILT && !PP && fixed_n && (K + BK - 1) / BK <= BSLOTS;  // fixed_n: no split-K
   const char* rb = getenv("INT8COMPILE_SM90_RESIDENT_B");
   const bool resident_b = can_resident && (rb && *rb ? *rb == '1' : units >= 4 * grid);
   // the residual tile by TMA into the staging tile (same map shape and swizzle as the output's); not with
