@@ -9,6 +9,7 @@ runs do not measure L2 hits), the graph is replayed many times and the median ti
 Usage: python benchmarks/bench_cuda.py [--out FILE.md] [--quick] [--sweep-cfg] [--skip-gemm] [--skip-conv]
                                       [--requant fixed|float] [--batches 256,1] [--layers C:O:k:s:H,...]
                                       [--ab-env NAME=VALUE ...]   (ours again with a knob set: an A/B column)
+                                      [--ab-act relu|clamp ...]   (ours again with that activation clamp)
 Writes the tables (GPU name, date, commit in the header) to --out, by default
 benchmarks/results/cuda_<UTC date>_<HHMM>.md.
 """
@@ -81,6 +82,9 @@ def bench_graph(fns, reps: int = 30, min_calls: int = 8) -> float:
 
 REQUANT = "fixed"   # --requant: the epilogue mode every "ours" figure uses
 RESIDUAL = False    # --residual: ours also adds an int8 residual (as ResNet's expansion 1x1s do)
+# int8 clamp bounds (lo, hi) of ours: none (the default) and relu saturate in the packing instruction,
+# any other clamp (here [-127, 127]) takes the min / max epilogue: --ab-act clamp is that A/B
+ACTS = {"none": (-128.0, 127.0), "relu": (0.0, 127.0), "clamp": (-127.0, 127.0)}
 
 
 def _requant(N: int, K: int, m_res=None):
@@ -198,7 +202,7 @@ def env_set(name, value):
             os.environ[name] = old
 
 
-def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
+def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=(), ab_acts=()):
     """{contender: seconds per call} for one conv layer: ours (auto), the mma.sync implicit GEMM, with
     sweep_cfg every wgmma conv tile whose k-block divides C, and cuDNN fp16 channels-last."""
     from int8compile.ops import conv2d_output_size
@@ -214,15 +218,17 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=()):
         res = torch.empty_like(out).random_(-128, 128)
         res_mult, res_scale = requant_residual(O, k * k * C)
 
-    def ours(**kw):
+    def ours(lo=-128.0, hi=127.0, **kw):
         return bench_graph([lambda i=i: ck.conv2d_impl(xs[i], w, bias, scale, mult, shift, res, res_mult, res_scale,
-                                                       -128.0, 127.0, torch.int8, [s, s], [p, p, p, p], [1, 1], 1,
+                                                       lo, hi, torch.int8, [s, s], [p, p, p, p], [1, 1], 1,
                                                        out=out, **kw)
                             for i in range(ns)], reps=15)
     r = {"ours": ours()}
     for name, value in ab_envs:  # A/B: ours again with an INT8COMPILE_* knob set (read when the graph is captured)
         with env_set(name, value):
             r[f"ours {name}={value}"] = ours()
+    for act in ab_acts:
+        r[f"ours {act}"] = ours(*ACTS[act])
     q = ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1)
     plan = str(ck.plan_conv(q, env=ck.route_env()))
     if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the stem: also direct, as a folded conv, and its fold pass alone
@@ -274,6 +280,8 @@ def main():
                     help="ours adds an int8 residual in the epilogue (cuDNN fp16 stays a plain conv)")
     ap.add_argument("--ab-env", action="append", default=[], metavar="NAME=VALUE",
                     help="also time ours with this environment knob set, in the same process (repeatable)")
+    ap.add_argument("--ab-act", action="append", default=[], choices=("relu", "clamp"),
+                    help="also time ours with this activation clamp, in the same process (repeatable)")
     ap.add_argument("--layers", default=None,
                     help="only these conv layers, as C:O:k:s:H comma-separated (e.g. 64:256:1:1:56)")
     args = ap.parse_args()
@@ -326,12 +334,12 @@ def main():
             for (C, O, k, st, p, H, cnt) in RESNET50:
                 if wanted and f"{C}:{O}:{k}:{st}:{H}" not in wanted:
                     continue
-                r, ops, plan = conv_layer(batch, C, O, k, st, p, H, sweep_cfg=args.sweep_cfg, ab_envs=ab_envs)
+                r, ops, plan = conv_layer(batch, C, O, k, st, p, H, sweep_cfg=args.sweep_cfg, ab_envs=ab_envs,
+                                          ab_acts=args.ab_act)
                 cols = list(dict.fromkeys(cols + [c for c in r if c not in ("ours", "cuDNN fp16")]))
                 tot_o += cnt * r["ours"]
                 tot_c += cnt * r["cuDNN fp16"]
-                for name, value in ab_envs:
-                    key = f"ours {name}={value}"
+                for key in [f"ours {name}={value}" for name, value in ab_envs] + [f"ours {a}" for a in args.ab_act]:
                     ab_tot[key] = ab_tot.get(key, 0.0) + cnt * r[key]
                 rows.append(((C, O, k, st, H, cnt), r, ops, plan))
                 print(f"conv: C={C} O={O} k={k} s={st} H={H}: " + " ".join(f"{n}={v * 1e6:.1f}us" for n, v in r.items()),

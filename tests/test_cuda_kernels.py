@@ -312,6 +312,50 @@ def test_fold_columns_only(case, monkeypatch):
     test_conv2d_bitexact("fold", case)
 
 
+ACT_CASES = [CONV_CASES[11], (5, 256, 14, 14, 256, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+             (3, 64, 9, 11, 200, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)]
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+@pytest.mark.parametrize("case", ACT_CASES, ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}")
+def test_conv2d_sm90_activations(case):
+    """Each specialised int8 kernel (float / fixed requant, with and without residual) with every clamp:
+    none and relu saturate in the packing instruction (fast_pair's ACT_NONE / ACT_RELU), relu6 and
+    clamp take min / max (ACT_CLAMP)."""
+    g = torch.Generator().manual_seed(hash(("act", case)) & 0xFFFF_FFFF)
+    failures = [f for mode in ("float", "fixed") for res in (False, True) for act in ("none", "relu", "relu6", "clamp")
+                if (f := conv_mismatch(case, (mode, res, torch.int8, act), g, "sm90"))]
+    assert not failures, failures
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+@pytest.mark.parametrize("O", [72, 128])   # 72: byte-loaded residual, 16-byte copies out; 128: both by TMA
+@pytest.mark.parametrize("scale", [0.5, 1.5, 1e30])
+def test_conv2d_sm90_ties_and_extremes(scale, O):
+    """Float requant where rounding ties are common (v = odd / 2 with scale 0.5, or odd * 1.5; the
+    residual adds halves too) and, with scale 1e30, |v| far beyond int8 and int32: the clamp-free
+    packing must round half to even and saturate exactly like the reference."""
+    g = torch.Generator().manual_seed(int(scale * 7 + O) & 0xFFFF)
+    N, C, H = 3, 64, 9
+    x = rand_i8((N, C, H, H), g, -3, 3).to(DEV).contiguous(memory_format=torch.channels_last)
+    w = rand_i8((O, 1, 1, C), g, -3, 3).to(DEV)
+    bias = torch.randint(-200, 200, (O,), generator=g, dtype=torch.int32).to(DEV)
+    scale_t = torch.full((O,), scale, dtype=torch.float32, device=DEV)
+    res = rand_i8((N, O, H, H), g).to(DEV).contiguous(memory_format=torch.channels_last)
+    failures = []
+    for residual, res_scale in ((None, 0.0), (res, 0.5)):
+        for lo, hi in ((-128.0, 127.0), (0.0, 127.0), (0.0, 6.0)):
+            args = (x, w, bias, scale_t, None, None, residual, None, res_scale, lo, hi, torch.int8,
+                    (1, 1), (0, 0, 0, 0), (1, 1), 1)
+            expect = ref.conv2d(*args)
+            got = ck.conv2d_impl(*args, algo="sm90", out=poisoned(expect.shape, torch.int8, channels_last=True))
+            if not torch.equal(got, expect):
+                failures.append(f"res={residual is not None} [{lo}, {hi}]: {int((got != expect).sum())} differ")
+    assert not failures, failures
+
+
 @needs_cuda
 @pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
 @pytest.mark.parametrize("case", [c for c in SM90_CONV_CASES if c[5] * c[6] > 1],

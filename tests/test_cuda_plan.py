@@ -25,7 +25,9 @@ def conv(N, C, H, O, k, s=1, p=None, *, W=None, groups=1, dilation=(1, 1), x_ali
     (conv(1, 3, 224, 64, 7, 2), "stem"),
     (conv(8, 3, 224, 64, 7, 2), "stem"),
     (conv(256, 64, 56, 256, 1), "sm90:11"),     # output-heavy 1x1: 64x128 tiles, three CTAs per SM
-    (conv(256, 64, 56, 64, 3), "sm90:7"),       # C = 64
+    (conv(256, 64, 56, 64, 3), "sm90:17"),      # C = 64, 3x3: 7 with its nine weight k-blocks resident
+    (conv(256, 64, 56, 64, 1), "sm90:7"),       # C = 64, 1x1: one k-block, resident in 7's ring already
+    (conv(256, 64, 56, 64, 5), "sm90:7"),       # 25 k-blocks: more than nine slots
     (conv(256, 256, 56, 64, 1), "sm90:8"),      # O <= 64
     (conv(256, 512, 7, 512, 3), "sm90:0"),
     (conv(1, 512, 7, 512, 3), "sm90:2"),        # batch 1: too few 128x128 tiles

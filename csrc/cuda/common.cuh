@@ -213,6 +213,64 @@ __device__ __forceinline__ int fast_i8(const EpiParams& p, const int4& q, int32_
   }
 }
 
+// The activation clamp of a fast int8 tile, uniform over a launch. ACT_NONE (lo = -128, hi = 127) and
+// ACT_RELU (lo = 0, hi = 127) saturate in the packing instruction (fast_pair) instead of two min / max
+// per element; ACT_CLAMP is any other [lo, hi] (relu6, clamp) through fast_i8.
+enum Act : int { ACT_CLAMP = 0, ACT_NONE = 1, ACT_RELU = 2 };
+
+__host__ __device__ inline int act_of(int lo, int hi) {
+  return hi != 127 ? ACT_CLAMP : lo == -128 ? ACT_NONE : lo == 0 ? ACT_RELU : ACT_CLAMP;
+}
+
+// Two int32 saturated to int8 (SIGNED) or uint8 and packed, y0 into byte 0 and y1 into byte 1.
+template <bool SIGNED>
+__device__ __forceinline__ uint32_t pack_sat2(int32_t y0, int32_t y1) {
+  uint32_t d;
+  if constexpr (SIGNED) asm("cvt.pack.sat.s8.s32.b32 %0, %1, %2, 0;" : "=r"(d) : "r"(y1), "r"(y0));
+  else asm("cvt.pack.sat.u8.s32.b32 %0, %1, %2, 0;" : "=r"(d) : "r"(y1), "r"(y0));
+  return d;
+}
+
+// Float requant without clamp instructions: for an even integer c, fma(v, 2^-149, c * 2^-149) rounds
+// v + c to the nearest even integer multiple of 2^-149 (the subnormal spacing, also that of the
+// smallest normal binade), so its bits, read as int32, are rne(v) + c while |v + c| < 2^24; a bigger
+// positive v + c gives bigger positive bits, a negative one (or -0) the sign bit, i.e. a negative
+// int32. One saturating pack then gives the clamped result: ACT_NONE packs rne(v) + 128 as uint8
+// (clamp to [0, 255]) and flips bit 7 of each byte (-128), ACT_RELU packs rne(v) as int8 (clamp to
+// [-128, 127]; every v < 0, -0 included, gives 0x80) and clears bit 7 (0x80 -> 0, 0..127 unchanged).
+// Same results as fast_i8 / epi_int8 (docs/numerics.md: rne(clamp(v, lo, hi)), integer lo and hi).
+template <int ACT>
+__device__ __forceinline__ int32_t rne_offset_bits(float v) {
+  const float sub = __int_as_float(1);  // 2^-149
+  return __float_as_int(ACT == ACT_NONE ? __fmaf_rn(v, sub, __int_as_float(128)) : __fmul_rn(v, sub));
+}
+
+// The fast epilogue of two adjacent outputs (channels c, c + 1 of one row) as the int8 pair in the low
+// 16 bits, channel c in byte 0.
+template <int MODE, bool RES, int ACT>
+__device__ __forceinline__ uint32_t fast_pair(const EpiParams& p, const int4& q0, const int4& q1, int32_t a0,
+                                              int32_t a1, int r0, int r1, int rm0, int rm1) {
+  if constexpr (ACT == ACT_CLAMP) {
+    return __byte_perm(fast_i8<MODE, RES>(p, q0, a0, r0, rm0), fast_i8<MODE, RES>(p, q1, a1, r1, rm1), 0x0040);
+  } else if constexpr (MODE == INT8_FLOAT) {
+    float v0 = __fmul_rn(__int2float_rn(a0 + q0.x), __int_as_float(q0.y));
+    float v1 = __fmul_rn(__int2float_rn(a1 + q1.x), __int_as_float(q1.y));
+    if (RES) {
+      v0 = __fadd_rn(v0, __fmul_rn(__int2float_rn(r0), p.res_scale));
+      v1 = __fadd_rn(v1, __fmul_rn(__int2float_rn(r1), p.res_scale));
+    }
+    const uint32_t d = pack_sat2<ACT == ACT_RELU>(rne_offset_bits<ACT>(v0), rne_offset_bits<ACT>(v1));
+    return ACT == ACT_NONE ? d ^ 0x8080u : d & 0x7F7Fu;
+  } else {
+    long long v0 = mad_wide(a0, q0.x, ((long long)q0.w << 32) | (unsigned)q0.z);  // as fast_i8
+    long long v1 = mad_wide(a1, q1.x, ((long long)q1.w << 32) | (unsigned)q1.z);
+    if (RES) v0 = mad_wide(r0, rm0, v0), v1 = mad_wide(r1, rm1, v1);
+    int y0 = (int)(v0 >> 32) >> q0.y, y1 = (int)(v1 >> 32) >> q1.y;
+    if (ACT == ACT_RELU) y0 = max(y0, 0), y1 = max(y1, 0);
+    return pack_sat2<true>(y0, y1);
+  }
+}
+
 // One output element: row `row`, channel `c` (global channel index, also the column in out).
 template <int MODE, bool RES, bool FAST = false>
 __device__ __forceinline__ void epi_store1q(const EpiParams& p, long long row, int c, int32_t a, const ChanP& q) {

@@ -282,7 +282,7 @@ struct TileWalk {
 // output-heavy layers).
 // RES_STAGED: the residual tile was TMA-loaded into otile (same swizzle, zero outside the output), so
 // each thread reads its residual pair from the 16-bit slot its result then overwrites.
-template <int BN, int MODE, bool RES, bool RES_STAGED = false>
+template <int BN, int MODE, bool RES, int ACT, bool RES_STAGED = false>
 __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d, int r0, int lr, int n0, int M,
                                            int N, const int32_t* ep, int8_t* otile) {
   const int4* rec = reinterpret_cast<const int4*>(ep + 4 * BN);
@@ -311,9 +311,8 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
         res0 = (r < M && c < N) ? rp[0] : 0;
         res1 = (r < M && c + 1 < N) ? rp[1] : 0;
       }
-      const int y0 = fast_i8<MODE, RES>(p, q0, d[4 * j + 2 * h], res0, rm0);
-      const int y1 = fast_i8<MODE, RES>(p, q1, d[4 * j + 2 * h + 1], res1, rm1);
-      *reinterpret_cast<uint16_t*>(at + 8 * BN * h) = (uint16_t)__byte_perm(y0, y1, 0x0040);
+      *reinterpret_cast<uint16_t*>(at + 8 * BN * h) =
+          (uint16_t)fast_pair<MODE, RES, ACT>(p, q0, q1, d[4 * j + 2 * h], d[4 * j + 2 * h + 1], res0, res1, rm0, rm1);
     }
   }
 }
@@ -322,7 +321,7 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
 // leave by TMA store (tmC, whose store thread has waited for the tile's previous store to be read) or
 // with 16-byte copies (tmC == nullptr); brow0: its first global row. res_bar: the residual tile was
 // TMA-loaded into otile (after the previous store had read it), complete at phase res_phase.
-template <int BN, int MODE, bool RES, bool FAST, bool STAGED>
+template <int BN, int MODE, bool RES, bool FAST, bool STAGED, int ACT = ACT_CLAMP>
 __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
                                          int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id,
                                          const CUtensorMap* tmC, uint64_t* res_bar = nullptr, int res_phase = 0) {
@@ -339,8 +338,8 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
     }
     int lr = r0 - brow0;
     if constexpr (FAST) {
-      if (RES && res_bar) stage_fast<BN, MODE, RES, true>(p, d, r0, lr, n0, M, N, ep, otile);
-      else stage_fast<BN, MODE, RES>(p, d, r0, lr, n0, M, N, ep, otile);
+      if (RES && res_bar) stage_fast<BN, MODE, RES, ACT, true>(p, d, r0, lr, n0, M, N, ep, otile);
+      else stage_fast<BN, MODE, RES, ACT>(p, d, r0, lr, n0, M, N, ep, otile);
     } else {
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
@@ -577,6 +576,9 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     int32_t d[WGM * BN / 2];
     constexpr int PER = (BN + 127) / 128;  // channels per thread in chan_load
     const CUtensorMap* tmC = tma_out ? &tmOut : nullptr;
+    // the clamp-free packing (fast_pair) in the kernels specialised to one int8 epilogue only: in the
+    // EPI_ANY kernel more epilogue copies made ptxas serialise the ping-pong wgmma
+    const int act = EPI == EPI_ANY ? ACT_CLAMP : act_of(p.lo_i, p.hi_i);
     // fixed_n: this CTA's one column block; its channel parameters are staged once, here
     bool fast = false;
     const bool b_resident = resident_b && blockIdx.x < units;
@@ -664,14 +666,18 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
                   (size_t)(c * OS_::ROWS + mb * 64) * OS_::OSTRIDE;
         const int brow0 = tm * BM + (PP ? mb : c) * 64;
         uint64_t* res_bar = tma_res ? &s.rres[c] : nullptr;  // one residual tile per unit: phase j & 1
-#define I8C_SM90_EPI(MODE_, RES_)                                                              \
-  if (fast) epilogue<BN, MODE_, RES_, true, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, \
-                                                     res_bar, j & 1);                          \
-  else epilogue<BN, MODE_, RES_, false, OS_::ON>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, \
-                                                 res_bar, j & 1)
+#define I8C_SM90_EPI_ACT(MODE_, RES_, FAST_, ACT_) \
+  epilogue<BN, MODE_, RES_, FAST_, OS_::ON, ACT_>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, res_bar, \
+                                                  j & 1)
+#define I8C_SM90_EPI(MODE_, RES_)                                                       \
+  if (fast && act == ACT_NONE) I8C_SM90_EPI_ACT(MODE_, RES_, true, ACT_NONE);           \
+  else if (fast && act == ACT_RELU) I8C_SM90_EPI_ACT(MODE_, RES_, true, ACT_RELU);      \
+  else if (fast) I8C_SM90_EPI_ACT(MODE_, RES_, true, ACT_CLAMP);                        \
+  else I8C_SM90_EPI_ACT(MODE_, RES_, false, ACT_CLAMP)
         if constexpr (EPI == EPI_ANY) I8C_EPI_DISPATCH(p, I8C_SM90_EPI);
         else I8C_SM90_EPI(epi_mode(EPI), epi_residual(EPI));
 #undef I8C_SM90_EPI
+#undef I8C_SM90_EPI_ACT
       }
     }
     if (tmC && tid == 0) tma_store_wait_all();  // smem stays valid until this thread's stores have read it
