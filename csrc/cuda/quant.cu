@@ -149,20 +149,9 @@ __global__ void fold_window(const int8_t* __restrict__ x, int8_t* __restrict__ y
       const int h = i * row_step - row_off + r;
       const bool inside = h >= 0 && h < H;
       const int8_t* xr = x + ((long long)n * H + (inside ? h : 0)) * W * C;
-      // up to 8 byte loads per thread in flight before any is stored: one global-memory latency per
-      // 8 * blockDim.x staged bytes instead of one per loop trip
-      for (int t0 = 0; t0 < span; t0 += 8 * blockDim.x) {
-        int8_t v[8];
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          const int t = t0 + k * blockDim.x + threadIdx.x, src = t - pl * C;
-          v[k] = (t < span && inside && src >= 0 && src < W * C) ? xr[src] : (int8_t)0;
-        }
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          const int t = t0 + k * blockDim.x + threadIdx.x;
-          if (t < span) srows[r * span + t] = v[k];
-        }
+      for (int t = threadIdx.x; t < span; t += blockDim.x) {
+        int src = t - pl * C;
+        srows[r * span + t] = (inside && src >= 0 && src < W * C) ? xr[src] : (int8_t)0;
       }
     }
     __syncthreads();
