@@ -25,11 +25,9 @@ FOLD_ROW_CHANNELS = 64      # ... with the rows of a row stride folded too (R * 
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
 FOLD_MAX_ROW_BYTES = 32000  # fold_window stages its input rows' window range in shared memory
 # the direct stem beats fold pass + folded conv on small convs, loses on large ones. ResNet-50 stem, us,
-# direct vs the row fold (H200): batch 1 11.6 vs 16.3, 16: 50.0 vs 41.7 (measured with a fold pass since
-# reverted as slower, so the fold is at least that fast), 256: 714 vs 388; with the
-# column-only fold the crossover was near batch 32 (H100: batch 4 16.4 vs 18.7, 16: 48.8 vs 50.8,
-# 64: 196.5 vs 179.8). Batches 2-8 are not measured with the row fold: the limit sits between 1 and 16.
-STEM_MAX_ROWS = 8 * 112 * 112
+# direct vs the row fold (H100, 2026-11-26 third session): batch 1 11.9 vs 14.6, 2: 15.2 vs 15.6,
+# 4: 18.9 vs 19.1, 8: 29.8 vs 24.9, 256: 714 vs 366 (benchmarks/results/cuda_2026-11-26_session3.md)
+STEM_MAX_ROWS = 4 * 112 * 112
 SM90 = (9, 0)
 MMA_MIN_CC = (7, 5)         # mma.sync m16n8k32 (four m8n8k16 on sm75)
 
@@ -95,7 +93,9 @@ def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
         per SM (13);
       * 128x128 tiles would leave most SMs idle (batch 1): 128x64 tiles (2, or 7 for C = 64);
       * short reductions into >= 128 channels (the output-heavy 1x1 expansions): 64x128 tiles at
-        three CTAs per SM (11), so epilogues overlap other CTAs' loads and MMAs;
+        three CTAs per SM (11), so epilogues overlap other CTAs' loads and MMAs; with at least twice
+        as many input as output channels (256 -> 128) 64x64 tiles with 128-byte k-blocks at three
+        CTAs per SM (10: H100, 256 -> 128 1x1 at 56x56, batch 256, 107.7 vs 118.5 us);
       * C = 64: 128x64 at two CTAs per SM, 64-byte k-blocks (7); when its k-blocks are 5-9 (the
         3x3), the same with nine weight slots (17), so the weights stay resident (H200, 64 -> 64 3x3
         at 56x56, batch 256: 113.5 vs 129.0 us); O <= 64 like 7 with 128-byte k-blocks (8);
@@ -105,7 +105,7 @@ def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
     if -(-M // 128) * -(-O // 128) < sms // 2:
         return 7 if C % 128 else 2
     if K <= 256 and O >= 128:
-        return 11
+        return 10 if C >= 2 * O else 11
     if C % 128:
         return 17 if 4 * 64 < K <= 9 * 64 else 7
     return 8 if O <= 64 else 0
