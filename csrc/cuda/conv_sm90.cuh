@@ -19,12 +19,8 @@ namespace i8c {
 // MMAs within the CTA): 15 = 128x128 BK 64 (4 stages), 16 = 64x128 BK 64 (6).
 // 17 = 7 with nine weight slots: a 64-channel 3x3 keeps its weights resident (9 x 4 KB) at two CTAs
 // per SM, so each stage loads only the im2col A tile (a third less L2 traffic for that layer).
-// Deeper rings for convs whose consumers wait on their A tiles (ncu: the folded stem conv and the
-// 64-channel 3x3 stall mostly on the full-stage mbarrier): 18 = 7 with 8 stages, 19 = 17 with 7
-// stages (about 110 / 106 KB of shared memory per CTA, two CTAs per SM).
 // (128x128 spills at two CTAs per SM.) Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
-static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32, 64, 64, 64, 64,
-                                  64, 64};
+static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32, 64, 64, 64, 64};
 static constexpr int kConvConfigs = sizeof(kConvBK) / sizeof(int);
 
 template <int EPI>
@@ -57,8 +53,6 @@ const char* conv_sm90_cfg(int cfg, const ConvShape& s, const int8_t* x, const in
     case 15: return I8C_CONV_PP(128, 128, 64, 4);
     case 16: return I8C_CONV_PP(64, 128, 64, 6);
     case 17: return I8C_CONV_RB(128, 64, 64, 4, 2, 9);
-    case 18: return I8C_CONV(128, 64, 64, 8, 2);
-    case 19: return I8C_CONV_RB(128, 64, 64, 7, 2, 9);
     default: return "unknown conv_sm90 tile config";
   }
 #undef I8C_CONV

@@ -19,8 +19,7 @@ SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: 
                    8: (128, 64, 128), 10: (64, 64, 128), 11: (64, 128, 64),
                    12: (64, 64, 32), 13: (128, 64, 32), 14: (128, 64, 64),
                    15: (128, 128, 64), 16: (64, 128, 64),  # 15, 16: ping-pong consumers
-                   17: (128, 64, 64),  # 7 with nine weight slots (a 64-channel 3x3's weights stay resident)
-                   18: (128, 64, 64), 19: (128, 64, 64)}  # 7 / 17 with deeper A rings (8 / 7 stages)
+                   17: (128, 64, 64)}  # 7 with nine weight slots (a 64-channel 3x3's weights stay resident)
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
 FOLD_ROW_CHANNELS = 64      # ... with the rows of a row stride folded too (R * KW * C), a 64-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
