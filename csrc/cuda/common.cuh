@@ -122,9 +122,8 @@ __device__ __forceinline__ ChanP chan_from(const int32_t* ep, int stride, int i)
 // One tile's per-channel epilogue parameters in registers (PER channels per thread): loaded before
 // the tile's main loop so the global-memory latency hides behind it (chan_load), then written to the
 // shared layout of stage_chan plus one 16-byte record per channel at ep[4 * stride] for the fast
-// epilogues (stage_records, chan_from_fast): fixed point {mult, shift - 32, c lo, c hi} with
-// c = bias * mult + 2^(shift-1); float 8 bytes {bias, scale bits}, so one 16-byte load brings the two
-// adjacent channels a thread's accumulator pairs hold. ep needs 8 * stride ints, 16-byte aligned.
+// epilogues (fast_i8, chan_from_fast): fixed point {mult, shift - 32, c lo, c hi} with
+// c = bias * mult + 2^(shift-1), float {bias, scale bits, 0, 0}. ep needs 8 * stride ints, 16-byte aligned.
 template <int PER>
 struct ChanRegs {
   int32_t b[PER], m[PER], sh[PER], rm[PER];  // m: mult (fixed) or the scale's bits (float modes)
@@ -175,26 +174,12 @@ __device__ __forceinline__ bool chan_store(const EpiParams& p, const ChanRegs<PE
       rec[i] = make_int4(r.m[k], r.sh[k] - 32, (int)(unsigned)c, (int)(c >> 32));
     } else {
       fast = fast && b <= bias_room && -b <= bias_room;
-      reinterpret_cast<int2*>(rec)[i] = make_int2(r.b[k], r.m[k]);  // a channel pair per 16 bytes
+      rec[i] = make_int4(r.b[k], r.m[k], 0, 0);
     }
   }
   return fast;
 }
 
-// The fast records of channels cl and cl + 1 (cl even) as two {bias or mult, scale or shift - 32, c lo,
-// c hi} (float: {bias, scale bits, -, -}).
-template <int MODE>
-__device__ __forceinline__ void stage_records(const int32_t* ep, int stride, int cl, int4& q0, int4& q1) {
-  const int4* rec = reinterpret_cast<const int4*>(ep + 4 * stride);
-  if constexpr (MODE == INT8_FLOAT) {
-    const int4 r = rec[cl / 2];
-    q0 = make_int4(r.x, r.y, 0, 0), q1 = make_int4(r.z, r.w, 0, 0);
-  } else {
-    q0 = rec[cl], q1 = rec[cl + 1];
-  }
-}
-
-// (the fixed-point record's c; the float fast path needs only chan_from's bias and scale)
 __device__ __forceinline__ ChanP chan_from_fast(const int32_t* ep, int stride, int i) {
   ChanP q = chan_from(ep, stride, i);
   const int4 r = reinterpret_cast<const int4*>(ep + 4 * stride)[i];

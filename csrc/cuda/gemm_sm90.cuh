@@ -285,19 +285,19 @@ struct TileWalk {
 template <int BN, int MODE, bool RES, int ACT, bool RES_STAGED = false>
 __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d, int r0, int lr, int n0, int M,
                                            int N, const int32_t* ep, int8_t* otile) {
+  const int4* rec = reinterpret_cast<const int4*>(ep + 4 * BN);
   const int lane = threadIdx.x & 31;
   const int swz = ostage_off<BN>(lr, 0) - lr * BN;  // x: the XOR term of this thread's rows
   int8_t* row_base = otile + lr * BN + 2 * (lane & 3);
   // the channel records are read one column block ahead: each LDS's latency then overlaps the previous
   // block's arithmetic instead of stalling the bias add (ncu: short-scoreboard stalls on it)
-  int4 next0, next1;
-  stage_records<MODE>(ep, BN, 2 * (lane & 3), next0, next1);
+  int4 next0 = rec[2 * (lane & 3)], next1 = rec[2 * (lane & 3) + 1];
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
     const int cl = 8 * j + 2 * (lane & 3);
     int8_t* at = row_base + ((16 * (j / 2)) ^ swz) + 8 * (j % 2);
     const int4 q0 = next0, q1 = next1;
-    if (j + 1 < BN / 8) stage_records<MODE>(ep, BN, cl + 8, next0, next1);
+    if (j + 1 < BN / 8) next0 = rec[cl + 8], next1 = rec[cl + 9];
     const int rm0 = RES ? ep[3 * BN + cl] : 0, rm1 = RES ? ep[3 * BN + cl + 1] : 0;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
