@@ -576,8 +576,9 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     int32_t d[WGM * BN / 2];
     constexpr int PER = (BN + 127) / 128;  // channels per thread in chan_load
     const CUtensorMap* tmC = tma_out ? &tmOut : nullptr;
-    // the clamp-free packing (fast_pair) in the kernels specialised to one int8 epilogue only: in the
-    // EPI_ANY kernel more epilogue copies made ptxas serialise the ping-pong wgmma
+    // the clamp-free packing (fast_pair) only in the kernels specialised to one int8 epilogue; the
+    // EPI_ANY kernel (GEMM, float outputs, split-K) keeps the min/max path: an earlier third epilogue
+    // variant there made ptxas serialise the ping-pong wgmma
     const int act = EPI == EPI_ANY ? ACT_CLAMP : act_of(p.lo_i, p.hi_i);
     // fixed_n: this CTA's one column block; its channel parameters are staged once, here
     bool fast = false;
