@@ -156,9 +156,20 @@ def _cases(name, pattern):
 def test_tile_tables_match_the_cuda_sources():
     """The planner's tile tables describe the configs the kernels instantiate (conv_sm90.cuh,
     gemm_sm90.cu): a config added or changed on one side only fails here, not on the GPU."""
-    conv = _cases("conv_sm90.cuh", r"case (\d+): return I8C_CONV(?:_PP|_RB)?\((\d+), (\d+), (\d+),")
+    conv = _cases("conv_sm90.cuh", r"case (\d+):(?:\s+if constexpr [^;]*;\s+else)? return I8C_CONV(?:_PP|_RB|_HALO)?\((\d+), (\d+), (\d+),")
     assert conv == cp.SM90_CONV_TILES
     bk = [int(v) for v in re.search(r"kConvBK\[\] = \{([^}]*)\}", _source("conv_sm90.cuh"))[1].split(",")]
     assert all(bk[cfg] == tile[2] for cfg, tile in cp.SM90_CONV_TILES.items())   # the binding's C % BK check
     gemm = _cases("gemm_sm90.cu", r"case (\d+): return launch<(\d+), (\d+),")
     assert gemm == cp.SM90_TILES
+
+
+def test_halo_unfit():
+    """The halo-fed conv (HALO_CFG, branch next/halo-stem) takes C = 64, stride 1, KW = 1, KH <= 4."""
+    assert cp.halo_unfit(conv(256, 64, 115, 64, 1, W=112)) is None
+    folded = cp.ConvQuery(256, 64, 115, 112, 64, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1, 16, 16, H100, 132)
+    assert cp.halo_unfit(folded) is None                          # the row-folded stem's 4x1 conv
+    assert "stride" in cp.halo_unfit(conv(8, 64, 56, 64, 1, 2))
+    assert "KW" in cp.halo_unfit(conv(8, 64, 56, 64, 3))           # 3x3: not enabled yet
+    assert "C = 64" in cp.halo_unfit(conv(8, 128, 28, 64, 1))
+    assert "C = 64" in cp.halo_unfit(conv(8, 64, 56, 64, 1, cc=(8, 0)))
