@@ -296,28 +296,32 @@ def test_conv2d_sm90_every_tile(case):
     a float output (the kernel with every epilogue)."""
     g = torch.Generator().manual_seed(hash(case) & 0xFFFF_FFFF)
     variants = [EPI_VARIANTS[i] for i in (0, 1, 2, 3, 7)]
-    failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0 and cfg != ck.HALO_CFG
+    failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0 and cfg not in ck.HALO_CONFIGS
                 for v in variants if (f := conv_mismatch(case, v, g, "sm90", cfg))]
     assert not failures, failures
 
 
-HALO_CASES = [  # N, C, H, W, O, KH, KW, stride, padding, dilation, groups: C = 64, KW = 1, stride 1
-    (3, 64, 9, 11, 200, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),     # 1x1; tiles past the right / bottom edge
-    (2, 64, 21, 16, 64, 4, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),     # the folded stem's 4x1 shape
-    (2, 64, 20, 12, 72, 3, 1, (1, 1), (1, 1, 0, 0), (1, 1), 1),     # padded rows, two column blocks
+HALO_CASES = [  # (config, conv case: N, C, H, W, O, KH, KW, stride, padding, dilation, groups), C = 64
+    (18, (3, 64, 9, 11, 200, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # 1x1; tiles past the right / bottom
+    (18, (2, 64, 21, 16, 64, 4, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # the folded stem's 4x1 shape
+    (18, (2, 64, 20, 12, 72, 3, 1, (1, 1), (1, 1, 0, 0), (1, 1), 1)),   # padded rows, two column blocks
+    (19, (2, 64, 20, 12, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)),   # 3x3, three column boxes
+    (19, (1, 64, 9, 11, 72, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)),    # 3x3, edges, two column blocks
+    (19, (2, 64, 17, 10, 64, 3, 2, (1, 1), (2, 0, 1, 0), (1, 1), 1)),   # 3x2, asymmetric padding
 ]
 
 
 @needs_cuda
 @pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
-@pytest.mark.parametrize("case", HALO_CASES, ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-o{c[4]}k{c[5]}x{c[6]}")
-def test_conv2d_sm90_halo(case):
+@pytest.mark.parametrize("cfg,case", HALO_CASES,
+                         ids=[f"cfg{c}-{x[0]}x{x[2]}x{x[3]}-o{x[4]}k{x[5]}x{x[6]}" for c, x in HALO_CASES])
+def test_conv2d_sm90_halo(cfg, case):
     """The halo-fed conv (config HALO_CFG: 16 x 8-pixel tiles, one input halo box per tile, each filter
     tap's A operand at a fixed offset in it) bit-exact with int8 out, float / fixed requant, with the
     clamp-free and the min/max epilogues."""
-    g = torch.Generator().manual_seed(hash(("halo", case)) & 0xFFFF_FFFF)
+    g = torch.Generator().manual_seed(hash(("halo", cfg, case)) & 0xFFFF_FFFF)
     failures = [f for mode in ("float", "fixed") for act in ("none", "relu", "relu6")
-                if (f := conv_mismatch(case, (mode, False, torch.int8, act), g, "sm90", ck.HALO_CFG))]
+                if (f := conv_mismatch(case, (mode, False, torch.int8, act), g, "sm90", cfg))]
     assert not failures, failures
 
 
@@ -340,7 +344,7 @@ def test_halo_conv_declines_what_it_cannot_take():
                       ck.HALO_CFG)
     for variant in (EPI_VARIANTS[1], EPI_VARIANTS[6]):   # residual; float32 out
         with pytest.raises(RuntimeError, match="halo conv"):
-            conv_mismatch(HALO_CASES[0], variant, g, "sm90", ck.HALO_CFG)
+            conv_mismatch(HALO_CASES[0][1], variant, g, "sm90", ck.HALO_CFG)
 
 
 @needs_cuda

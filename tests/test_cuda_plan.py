@@ -165,11 +165,14 @@ def test_tile_tables_match_the_cuda_sources():
 
 
 def test_halo_unfit():
-    """The halo-fed conv (HALO_CFG, branch next/halo-stem) takes C = 64, stride 1, KW = 1, KH <= 4."""
+    """The halo-fed convs (HALO_CONFIGS, branch next/halo-stem): C = 64, stride 1, their taps resident and
+    their KW halo boxes within a stage."""
     assert cp.halo_unfit(conv(256, 64, 115, 64, 1, W=112)) is None
     folded = cp.ConvQuery(256, 64, 115, 112, 64, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1, 16, 16, H100, 132)
-    assert cp.halo_unfit(folded) is None                          # the row-folded stem's 4x1 conv
+    assert cp.halo_unfit(folded, 18) is None                      # the row-folded stem's 4x1 conv
     assert "stride" in cp.halo_unfit(conv(8, 64, 56, 64, 1, 2))
-    assert "KW" in cp.halo_unfit(conv(8, 64, 56, 64, 3))           # 3x3: not enabled yet
+    assert "taps" in cp.halo_unfit(conv(8, 64, 56, 64, 3), 18)   # nine taps: config 19's
+    assert cp.halo_unfit(conv(8, 64, 56, 64, 3), 19) is None
+    assert "taps" in cp.halo_unfit(conv(8, 64, 56, 64, 5), 19)
     assert "C = 64" in cp.halo_unfit(conv(8, 128, 28, 64, 1))
     assert "C = 64" in cp.halo_unfit(conv(8, 64, 56, 64, 1, cc=(8, 0)))

@@ -34,9 +34,11 @@ struct ConvGeom {
 };
 
 // HALO conv tiles: 16 output rows x 8 columns (M row = 8 * row + column), 8 rows per consumer, so each
-// 8-row wgmma core matrix is one output row segment and a tap's A operand is the halo box at a fixed
-// offset with a fixed row pitch (no per-tap load).
+// 8-row wgmma core matrix is one output row segment. A stage holds KW halo boxes of (16 + KH - 1) x 8
+// input pixels, box q shifted right by q columns, so tap (r, q)'s A operand is box q from row 8 c + r:
+// a plain 64-byte-swizzled [64][64 B] tile on the 512-byte swizzle repeat (no descriptor base offset).
 constexpr int HALO_TH = 16, HALO_TW = 8;
+__host__ __device__ constexpr int halo_box_bytes(int KH) { return (HALO_TH + KH - 1) * HALO_TW * 64; }
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return (uint32_t)__cvta_generic_to_shared(p);
@@ -109,12 +111,6 @@ __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, u
       "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_u32(bar))
       : "memory");
 #endif
-}
-// wgmma descriptor of a K-major 64-byte-swizzled operand whose 8-row core matrices are `sbo` bytes apart
-// (the halo box's row pitch); `p` on a 512-byte swizzle repeat.
-__device__ __forceinline__ uint64_t desc_sw64_sbo(const void* p, int sbo) {
-  uint64_t a = smem_u32(p);
-  return ((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(sbo >> 4) << 32) | ((uint64_t)2 << 62);
 }
 // wgmma shared-memory descriptor of a K-major tile whose rows are one BK-byte swizzle atom.
 template <int BK>
@@ -207,10 +203,10 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 
 // BSLOTS >= STAGES weights slots: the ring uses the first STAGES; resident B (one column block's
 // weights loaded once) fills up to BSLOTS, so a 3x3 conv's nine k-blocks can stay without nine A stages.
-// ASCALE: A stage = ASCALE x BM x BK bytes (2 for HALO kernels, whose stage holds a halo box).
-template <int BM, int BN, int BK, int STAGES, int BSLOTS = STAGES, int ASCALE = 1>
+// ABYTES: one A stage (HALO kernels: their KW halo boxes, a multiple of 1024 bytes).
+template <int BM, int BN, int BK, int STAGES, int BSLOTS = STAGES, int ABYTES = BM * BK>
 struct Smem {
-  int8_t A[STAGES][ASCALE * BM * BK];
+  int8_t A[STAGES][ABYTES];
   int8_t B[BSLOTS][BN * BK];
   uint64_t full[STAGES];
   uint64_t empty[STAGES];
@@ -224,12 +220,12 @@ struct Smem {
 // int8 output tiles are staged in shared memory, 64 x BN per block, dense rows in the TMA swizzle of
 // their width (64 or 128 bytes: the 16-byte chunks of a row XOR-permuted by the row, so the char2
 // writes of a warp's 8 rows hit distinct banks), and leave by TMA store (or 16-byte copies) when they fit.
-template <int BM, int BN, int BK, int STAGES, bool PP, int BSLOTS = STAGES, int ASCALE = 1>
+template <int BM, int BN, int BK, int STAGES, bool PP, int BSLOTS = STAGES, int ABYTES = BM * BK>
 struct OutStage {
   static constexpr int OSTRIDE = BN;
   static constexpr int ROWS = PP ? BM : 64;
   static constexpr size_t BYTES = (PP ? 2 : BM / 64) * ROWS * OSTRIDE;
-  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES, BSLOTS, ASCALE>) + 1023) & ~(size_t)1023;
+  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES, BSLOTS, ABYTES>) + 1023) & ~(size_t)1023;
   static constexpr bool ON = (BN == 64 || BN == 128) && OFFSET + BYTES + 1024 <= 227 * 1024;
 };
 
@@ -531,7 +527,7 @@ __device__ __forceinline__ int3 halo_tile(const ConvGeom& g, int tm) {
 }
 
 template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV, int EPI, bool BUILT = false,
-          int BSLOTS = STAGES, bool HALO = false>
+          int BSLOTS = STAGES, int HALO = 0>
 __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB,
                 const __grid_constant__ CUtensorMap tmOut, int M, int N, int K, EpiParams p, int splits, int32_t* ws,
@@ -540,12 +536,13 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
 #ifdef I8C_SM90
   constexpr int NCONS = PP ? 2 : BM / 64;
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
-  using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS, HALO ? 2 : 1>;
+  constexpr int ABYTES = HALO ? HALO * 1024 : BM * BK;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS, ABYTES>;
   extern __shared__ uint8_t smem_raw[];
   // 1024-byte aligned (128-byte swizzle atoms) by pointer arithmetic on the shared array, not an integer
   // round trip, so the compiler still knows every pointer below is shared (LDS / STS, not generic LD / ST)
   uint8_t* base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
-  auto& s = *reinterpret_cast<Smem<BM, BN, BK, STAGES, BSLOTS, HALO ? 2 : 1>*>(base);
+  auto& s = *reinterpret_cast<Smem<BM, BN, BK, STAGES, BSLOTS, ABYTES>*>(base);
 
   const int num_m = (M + BM - 1) / BM, num_n = (N + BN - 1) / BN;
   const int tiles = num_m * num_n;
@@ -588,12 +585,13 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       for (int u = blockIdx.x; u < units; u += gridDim.x) {
         int t, sp, tm, tn;
         walk.next(u, t, sp, tm, tn);
-        if constexpr (HALO) {  // one stage per tile: its input halo box, zero-filled past the image
+        if constexpr (HALO != 0) {  // one stage per tile: its KW halo boxes, zero-filled past the image
           const int st = it % STAGES, ph = (it / STAGES) & 1;
           const int3 o = halo_tile(g, tm);
           mbar_wait(&s.empty[st], ph ^ 1);
-          mbar_expect_tx(&s.full[st], (uint32_t)((HALO_TH + g.KH - 1) * (HALO_TW + g.KW - 1) * BK));
-          tma_load_4d(s.A[st], &tmA, &s.full[st], 0, o.x - g.pl, o.y - g.pt, o.z);
+          mbar_expect_tx(&s.full[st], (uint32_t)(g.KW * halo_box_bytes(g.KH)));
+          for (int q = 0; q < g.KW; ++q)
+            tma_load_4d(s.A[st] + q * halo_box_bytes(g.KH), &tmA, &s.full[st], 0, o.x - g.pl + q, o.y - g.pt, o.z);
           ++it;
           continue;
         }
@@ -674,19 +672,18 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         }
       }
       int prev = -1;
-      if constexpr (HALO) {
-        // tap (r, q) of consumer c: the halo box from row 8 c + r, column q; 8-row core matrices one
-        // halo row (pitch bytes) apart, the weights resident in B[tap]
+      if constexpr (HALO != 0) {
+        // tap (r, q) of consumer c: box q from row 8 c + r (rows of 8 pixels x 64 bytes), the weights
+        // resident in B[tap]
         const int st = it % STAGES, ph = (it / STAGES) & 1;
         mbar_wait(&s.full[st], ph);
-        const int pitch = (HALO_TW + g.KW - 1) * BK;
         for (int kt = 0; kt < ktiles; ++kt) {  // one wgmma group per tap, as in the k-block loop below
           const int r = kt / g.KW, q = kt - r * g.KW;
-          const int8_t* a = s.A[st] + (8 * c + r) * pitch + q * BK;
+          const int8_t* a = s.A[st] + q * halo_box_bytes(g.KH) + (8 * c + r) * HALO_TW * BK;
           wg_fence();
 #pragma unroll
           for (int kk = 0; kk < BK / 32; ++kk)
-            wgmma_s8<BN>(d, desc_sw64_sbo(a + kk * 32, pitch), desc_sw<BK>(s.B[kt] + kk * 32), (kt > 0 || kk > 0) ? 1 : 0);
+            wgmma_s8<BN>(d, desc_sw<BK>(a + kk * 32), desc_sw<BK>(s.B[kt] + kk * 32), (kt > 0 || kk > 0) ? 1 : 0);
           wg_commit();
         }
         prev = st;
@@ -739,7 +736,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         const int brow0 = tm * BM + (PP ? mb : c) * 64;
         uint64_t* res_bar = tma_res ? &s.rres[c] : nullptr;  // one residual tile per unit: phase j & 1
         int3 at{};  // HALO: where this consumer's 8 x 8 output block goes
-        if constexpr (HALO) {
+        if constexpr (HALO != 0) {
           at = halo_tile(g, tm);
           at.y += 8 * c;
         }
@@ -820,41 +817,40 @@ static const char* make_map_4d(CUtensorMap* map, const void* ptr, const cuuint64
   return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled (4-d) failed";
 }
 
-// Why a HALO conv kernel cannot take this call (nullptr: it can). Its stage holds one halo box and its
-// stores go through a 4-d output map, so: stride 1, no dilation, one k-block per filter tap (C == BK),
-// the taps' weights resident, int8 out by TMA store, no residual, no split-K. KW > 1 puts the taps'
-// A operands off the 512-byte swizzle repeat (column q starts q * 64 bytes in): not enabled until the
-// descriptor's base offset for that case is checked on a GPU.
-template <int BM, int BK, int BSLOTS>
+// Why a HALO conv kernel cannot take this call (nullptr: it can). Its stage holds the KW halo boxes and
+// its stores go through a 4-d output map, so: stride 1, no dilation, one k-block per filter tap
+// (C == BK), the taps' weights resident, int8 out by TMA store, no residual, no split-K.
+template <int BM, int BK, int BSLOTS, int ABYTES>
 static const char* halo_unfit(const ConvShape& c, const EpiParams& p, int splits) {
   if (c.sh != 1 || c.sw != 1 || c.dh != 1 || c.dw != 1) return "halo conv: stride and dilation must be 1";
   if (c.Cg != BK || c.groups != 1) return "halo conv: needs C == 64, groups 1";
-  if (c.KW != 1) return "halo conv: KW > 1 not enabled yet";
   if (c.KH * c.KW > BSLOTS) return "halo conv: more filter taps than weight slots";
-  if ((HALO_TH + c.KH - 1) * (HALO_TW + c.KW - 1) * BK > 2 * BM * BK) return "halo conv: halo box too tall";
+  if (c.KW * halo_box_bytes(c.KH) > ABYTES) return "halo conv: the halo boxes exceed a stage";
   if (p.mode == FLOAT_OUT || p.residual || splits > 1) return "halo conv: int8 out only, no residual, no split-K";
   if ((uintptr_t)p.out % 16 || p.ldo % 16) return "halo conv: output rows must be 16-byte aligned";
   return nullptr;
 }
 
 // Launch one instantiation. conv == nullptr: linear (A = x [M, K]); else A is the im2col view of x.
-// HALO: spatial tiles whose A comes as one halo box per tile (halo_unfit says when it cannot).
+// HALO (its A stage in KB; 0: none): spatial tiles whose A comes as KW halo boxes per tile (halo_unfit
+// says when it cannot).
 template <int BM, int BN, int BK, int STAGES, bool PP, int CPS = 1, bool CONV = false, int EPI = EPI_ANY,
-          bool BUILT = false, int BSLOTS = STAGES, bool HALO = false>
+          bool BUILT = false, int BSLOTS = STAGES, int HALO = 0>
 static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                           int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream,
                           const ConvShape* conv = nullptr) {
   static_assert(!HALO || (CONV && !BUILT && !PP && BM == 128 && BK == 64), "HALO: a 128-row conv, 64-byte k-blocks");
+  constexpr int ABYTES = HALO ? HALO * 1024 : BM * BK;
   CUtensorMap ma, mb;
   ConvGeom g{};
   CUtensorMap mc{};
   bool tma_out = false;
-  if constexpr (HALO) {
+  if constexpr (HALO != 0) {
     const ConvShape& c = *conv;
-    if (const char* e = halo_unfit<BM, BK, BSLOTS>(c, p, splits)) return e;
+    if (const char* e = halo_unfit<BM, BK, BSLOTS, ABYTES>(c, p, splits)) return e;
     const cuuint64_t xdims[4] = {(cuuint64_t)c.C, (cuuint64_t)c.W, (cuuint64_t)c.H, (cuuint64_t)c.N};
     const cuuint64_t xstr[3] = {(cuuint64_t)c.C, (cuuint64_t)c.W * c.C, (cuuint64_t)c.H * c.W * c.C};
-    const cuuint32_t xbox[4] = {(cuuint32_t)BK, (cuuint32_t)(HALO_TW + c.KW - 1), (cuuint32_t)(HALO_TH + c.KH - 1), 1};
+    const cuuint32_t xbox[4] = {(cuuint32_t)BK, (cuuint32_t)HALO_TW, (cuuint32_t)(HALO_TH + c.KH - 1), 1};
     if (const char* e = make_map_4d(&ma, A, xdims, xstr, xbox)) return e;
     const cuuint64_t odims[4] = {(cuuint64_t)N, (cuuint64_t)c.OW, (cuuint64_t)c.OH, (cuuint64_t)c.N};
     const cuuint64_t ostr[3] = {(cuuint64_t)p.ldo, (cuuint64_t)p.ldo * c.OW, (cuuint64_t)p.ldo * c.OW * c.OH};
@@ -878,14 +874,13 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
     if (const char* e = make_map(&ma, A, M, K, BM, BK)) return e;
   }
   if (const char* e = make_map(&mb, B, N, K, BN, BK)) return e;
-  constexpr int ASCALE = HALO ? 2 : 1;
-  using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS, ASCALE>;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS, ABYTES>;
   static_assert(!HALO || OS_::ON, "HALO: the output must be staged for its 4-d store");
   // int8 tiles leave by TMA store when the output can be a tensor map (16-byte aligned rows)
   if (!HALO)
     tma_out = OS_::ON && p.mode != FLOAT_OUT && (uintptr_t)p.out % 16 == 0 && p.ldo % 16 == 0 &&
               make_map(&mc, p.out, M, N, 64, BN, p.ldo) == nullptr;
-  size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES, BSLOTS, ASCALE>)) + 1024;
+  size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES, BSLOTS, ABYTES>)) + 1024;
   auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV, EPI, BUILT, BSLOTS, HALO>;
   static bool attr_set = false;  // per instantiation
   if (!attr_set) {

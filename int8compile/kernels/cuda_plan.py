@@ -20,8 +20,10 @@ SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: 
                    12: (64, 64, 32), 13: (128, 64, 32), 14: (128, 64, 64),
                    15: (128, 128, 64), 16: (64, 128, 64),  # 15, 16: ping-pong consumers
                    17: (128, 64, 64),  # 7 with nine weight slots (a 64-channel 3x3's weights stay resident)
-                   18: (128, 64, 64)}  # 16 x 8-pixel tiles fed by one halo box (KW = 1, stride 1, C = 64)
-HALO_CFG = 18               # the halo-fed conv (next/halo-stem): only where halo_unfit(q) is None
+                   18: (128, 64, 64), 19: (128, 64, 64)}  # 16 x 8-pixel tiles fed by halo boxes (HALO_CONFIGS)
+# the halo-fed convs (next/halo-stem): cfg -> (filter taps it keeps resident, bytes of its A stage)
+HALO_CONFIGS = {18: (4, 10 * 1024), 19: (9, 27 * 1024)}
+HALO_CFG = 18               # the folded stem's 4x1
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
 FOLD_ROW_CHANNELS = 64      # ... with the rows of a row stride folded too (R * KW * C), a 64-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
@@ -206,16 +208,17 @@ def im2col_unfit(q: ConvQuery) -> Optional[str]:
     return None
 
 
-def halo_unfit(q: ConvQuery) -> Optional[str]:
-    """Why the halo-fed conv (HALO_CFG) cannot take conv q, None if it can (the kernel's launch checks the
-    same, plus int8 output without residual or split-K): 16 x 8-pixel tiles fed by one input halo box,
-    one 64-byte k-block per filter tap, at most four taps resident, KW = 1 until wider taps are checked."""
+def halo_unfit(q: ConvQuery, cfg: int = HALO_CFG) -> Optional[str]:
+    """Why halo-fed conv config cfg (HALO_CONFIGS) cannot take conv q, None if it can (the kernel's launch
+    checks the same, plus int8 output without residual or split-K): 16 x 8-pixel tiles, each stage KW
+    halo boxes of (16 + KH - 1) x 8 pixels, one 64-byte k-block per filter tap, the taps resident."""
+    taps, stage_bytes = HALO_CONFIGS[cfg]
     if q.cc != SM90 or q.groups != 1 or q.C != 64 or q.x_align != 16:
         return "needs sm90, groups 1, C = 64 and 16-byte aligned x"
     if q.stride != (1, 1) or q.dilation != (1, 1):
         return "needs stride 1 and no dilation"
-    if q.KW != 1 or q.KH > 4:
-        return "needs KW = 1 and KH <= 4"
+    if q.KH * q.KW > taps or q.KW * (16 + q.KH - 1) * 8 * 64 > stage_bytes:
+        return f"config {cfg} keeps at most {taps} taps and {stage_bytes} bytes of halo per tile"
     return None
 
 
