@@ -247,7 +247,7 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=(), ab_acts=())
                 if ck.fold_channels(rows, k, C) % bk == 0:
                     r[f"sm90 cfg{cfg}"] = ours(algo="fold", cfg=cfg)
     r["mma.sync"] = ours(algo="mma64" if O <= 64 else "mma")
-    if sweep_cfg and ck.im2col_unfit(ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1)) is None:
+    if sweep_cfg and ck.im2col_unfit(q) is None:
         for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
             if C % bk == 0:
                 r[f"sm90 cfg{cfg}"] = ours(algo="sm90", cfg=cfg)
