@@ -302,11 +302,11 @@ def test_conv2d_sm90_every_tile(case):
 
 
 HALO_CASES = [  # (config, conv case: N, C, H, W, O, KH, KW, stride, padding, dilation, groups), C = 64
-    (18, (3, 64, 9, 11, 200, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # 1x1; tiles past the right / bottom
+    (18, (3, 64, 9, 11, 208, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # 1x1; tiles past the right / bottom
     (18, (2, 64, 21, 16, 64, 4, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # the folded stem's 4x1 shape
-    (18, (2, 64, 20, 12, 72, 3, 1, (1, 1), (1, 1, 0, 0), (1, 1), 1)),   # padded rows, two column blocks
+    (18, (2, 64, 20, 12, 80, 3, 1, (1, 1), (1, 1, 0, 0), (1, 1), 1)),   # padded rows, two column blocks
     (19, (2, 64, 20, 12, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)),   # 3x3, three column boxes
-    (19, (1, 64, 9, 11, 72, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)),    # 3x3, edges, two column blocks
+    (19, (1, 64, 9, 11, 80, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)),    # 3x3, edges, two column blocks
     (19, (2, 64, 17, 10, 64, 3, 2, (1, 1), (2, 0, 1, 0), (1, 1), 1)),   # 3x2, asymmetric padding
 ]
 
@@ -337,10 +337,14 @@ def test_folded_stem_on_the_halo_conv():
 @needs_cuda
 @pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
 def test_halo_conv_declines_what_it_cannot_take():
-    """Stride 2, a residual or a float output on the halo config: a clear error, never a wrong result."""
+    """Stride 2, output rows not 16-byte aligned, a residual or a float output on the halo config: a clear
+    error, never a wrong result."""
     g = torch.Generator().manual_seed(12)
     with pytest.raises(RuntimeError, match="halo conv"):
         conv_mismatch((1, 64, 14, 14, 64, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1), EPI_VARIANTS[0], g, "sm90",
+                      ck.HALO_CFG)
+    with pytest.raises(RuntimeError, match="halo conv: output rows"):
+        conv_mismatch((1, 64, 9, 11, 200, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1), EPI_VARIANTS[0], g, "sm90",
                       ck.HALO_CFG)
     for variant in (EPI_VARIANTS[1], EPI_VARIANTS[6]):   # residual; float32 out
         with pytest.raises(RuntimeError, match="halo conv"):

@@ -171,6 +171,7 @@ def test_halo_unfit():
     folded = cp.ConvQuery(256, 64, 115, 112, 64, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1, 16, 16, H100, 132)
     assert cp.halo_unfit(folded, 18) is None                      # the row-folded stem's 4x1 conv
     assert "stride" in cp.halo_unfit(conv(8, 64, 56, 64, 1, 2))
+    assert "O % 16" in cp.halo_unfit(conv(8, 64, 56, 200, 1))
     assert "taps" in cp.halo_unfit(conv(8, 64, 56, 64, 3), 18)   # nine taps: config 19's
     assert cp.halo_unfit(conv(8, 64, 56, 64, 3), 19) is None
     assert "taps" in cp.halo_unfit(conv(8, 64, 56, 64, 5), 19)

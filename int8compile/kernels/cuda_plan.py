@@ -217,6 +217,8 @@ def halo_unfit(q: ConvQuery, cfg: int = HALO_CFG) -> Optional[str]:
         return "needs sm90, groups 1, C = 64 and 16-byte aligned x"
     if q.stride != (1, 1) or q.dilation != (1, 1):
         return "needs stride 1 and no dilation"
+    if q.O % 16:
+        return "needs O % 16 == 0 (its output leaves through a 4-d TMA map: 16-byte rows)"
     if q.KH * q.KW > taps or q.KW * (16 + q.KH - 1) * 8 * 64 > stage_bytes:
         return f"config {cfg} keeps at most {taps} taps and {stage_bytes} bytes of halo per tile"
     return None
