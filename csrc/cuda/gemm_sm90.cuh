@@ -124,6 +124,10 @@ __device__ __forceinline__ uint64_t desc_sw(const void* p) {
   d |= (uint64_t)(BK == 128 ? 1 : (BK == 64 ? 2 : 3)) << 62;  // 128 / 64 / 32-byte swizzle
   return d;
 }
+// desc moved by off16 x 16 bytes: the address is in the low word and stays below 2^18 >> 4 (no carry)
+__device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t off16) {
+  return (desc & 0xFFFFFFFF00000000ull) | (uint32_t)((uint32_t)desc + off16);
+}
 __device__ __forceinline__ void wg_fence() {
 #ifdef I8C_SM90
   asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
@@ -674,17 +678,20 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       int prev = -1;
       if constexpr (HALO != 0) {
         // tap (r, q) of consumer c: box q from row 8 c + r (rows of 8 pixels x 64 bytes), the weights
-        // resident in B[tap]
+        // resident in B[tap]. One wgmma group per tile, each tap's descriptors the first ones plus byte
+        // offsets / 16 (ncu: per-tap address arithmetic with a division was most of the consumers' issue)
         const int st = it % STAGES, ph = (it / STAGES) & 1;
         mbar_wait(&s.full[st], ph);
-        for (int kt = 0; kt < ktiles; ++kt) {  // one wgmma group per tap, as in the k-block loop below
-          const int r = kt / g.KW, q = kt - r * g.KW;
-          const int8_t* a = s.A[st] + q * halo_box_bytes(g.KH) + (8 * c + r) * HALO_TW * BK;
+        const uint64_t da0 = desc_sw<BK>(s.A[st] + 8 * c * HALO_TW * BK), db0 = desc_sw<BK>(s.B[0]);
+        const uint32_t box16 = halo_box_bytes(g.KH) >> 4, row16 = HALO_TW * BK >> 4, tap16 = BN * BK >> 4;
+        for (uint32_t kt = 0, q = 0, a16 = 0; kt < (uint32_t)ktiles; ++kt) {  // a16: tap (r, q)'s offset / 16
           wg_fence();
 #pragma unroll
-          for (int kk = 0; kk < BK / 32; ++kk)
-            wgmma_s8<BN>(d, desc_sw<BK>(a + kk * 32), desc_sw<BK>(s.B[kt] + kk * 32), (kt > 0 || kk > 0) ? 1 : 0);
+          for (int kk = 0; kk < BK / 32; ++kk)  // + 32 bytes along K
+            wgmma_s8<BN>(d, desc_at(da0, a16 + 2 * kk), desc_at(db0, kt * tap16 + 2 * kk), (kt > 0 || kk > 0) ? 1 : 0);
           wg_commit();
+          if (++q == (uint32_t)g.KW) q = 0, a16 += row16 - (g.KW - 1) * box16;
+          else a16 += box16;
         }
         prev = st;
         ++it;
