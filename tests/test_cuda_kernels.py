@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -331,6 +332,33 @@ def test_folded_stem_on_the_halo_conv():
     g = torch.Generator().manual_seed(11)
     failures = [f for v in (EPI_VARIANTS[0], ("fixed", False, torch.int8, "relu"))
                 if (f := conv_mismatch(FOLDED_STEM, v, g, "fold", ck.HALO_CFG))]
+    assert not failures, failures
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+@pytest.mark.parametrize("case,algo,planned", [
+    ((5, 64, 56, 56, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1), "auto", "sm90 halo 16x8 px x 64 (cfg 19)"),
+    ((9, 3, 128, 62, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1), "fold", None),  # its folded 4x1 on 18
+], ids=["3x3-auto", "stem-fold"])
+def test_halo_routing_bitexact(case, algo, planned):
+    """Convs that fill a wave of halo tiles, through the planner (cfg=None): the plan names the halo
+    config, and int8 out without residual (halo) and with a residual (im2col) are both bit-exact."""
+    N, C, H, W, O, KH, KW, stride, padding, dilation, groups = case
+    x = torch.empty((N, C, H, W), dtype=torch.int8, device=DEV, memory_format=torch.channels_last)
+    w = torch.empty((O, KH, KW, C), dtype=torch.int8, device=DEV)
+    if planned:
+        q = replace(ck._conv_query(x, w, stride, padding, dilation, groups), int8_out=True)
+        assert str(ck.plan_conv(q)) == planned
+    else:  # the row-folded stem: a 4x1 conv over 2 rows x 7 columns x 3 channels (64), 9 x 4 x 4 tiles
+        oh, ow = ck._conv_query(x, w, stride, padding, dilation, groups).out_hw
+        rows = ck.fold_row_layout(2, KH, H, oh, padding[0])[0]
+        folded = ck.ConvQuery(N, 64, rows, ow, O, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1, 16, 16, (9, 0),
+                              ck._num_sms(0), True)
+        assert ck.halo_config(folded) == 18
+    g = torch.Generator().manual_seed(13)
+    failures = [f for v in (EPI_VARIANTS[0], EPI_VARIANTS[2], EPI_VARIANTS[1])
+                if (f := conv_mismatch(case, v, g, algo))]
     assert not failures, failures
 
 

@@ -12,10 +12,10 @@ from int8compile.kernels.registry import OpCall
 H100 = (9, 0)
 
 
-def conv(N, C, H, O, k, s=1, p=None, *, W=None, groups=1, dilation=(1, 1), x_align=16, cc=H100):
+def conv(N, C, H, O, k, s=1, p=None, *, W=None, groups=1, dilation=(1, 1), x_align=16, cc=H100, int8_out=False):
     p = k // 2 if p is None else p
     return cp.ConvQuery(N, C, H, W or H, O, k, k, C // groups, (s, s), (p, p, p, p), dilation, groups,
-                        x_align, 16, cc, 132)
+                        x_align, 16, cc, 132, int8_out)
 
 
 @pytest.mark.parametrize("q,expected", [
@@ -165,8 +165,8 @@ def test_tile_tables_match_the_cuda_sources():
 
 
 def test_halo_unfit():
-    """The halo-fed convs (HALO_CONFIGS, branch next/halo-stem): C = 64, stride 1, their taps resident and
-    their KW halo boxes within a stage."""
+    """The halo-fed convs (HALO_CONFIGS): C = 64, stride 1, their taps resident and their KW halo boxes
+    within a stage."""
     assert cp.halo_unfit(conv(256, 64, 115, 64, 1, W=112)) is None
     folded = cp.ConvQuery(256, 64, 115, 112, 64, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1, 16, 16, H100, 132)
     assert cp.halo_unfit(folded, 18) is None                      # the row-folded stem's 4x1 conv
@@ -177,3 +177,19 @@ def test_halo_unfit():
     assert "taps" in cp.halo_unfit(conv(8, 64, 56, 64, 5), 19)
     assert "C = 64" in cp.halo_unfit(conv(8, 128, 28, 64, 1))
     assert "C = 64" in cp.halo_unfit(conv(8, 64, 56, 64, 1, cc=(8, 0)))
+
+
+def test_halo_routing():
+    """int8-out convs that a halo config takes go to it when they fill a wave of 16 x 8-pixel tiles: the
+    64-channel 3x3 (19) and the row-folded stem's 4x1 (18); anything else keeps its im2col config."""
+    assert cp.plan_conv(conv(256, 64, 56, 64, 3, int8_out=True)) == cp.ConvPlan("sm90", cfg=19)
+    assert str(cp.plan_conv(conv(256, 64, 56, 64, 3, int8_out=True))) == "sm90 halo 16x8 px x 64 (cfg 19)"
+    assert cp.plan_conv(conv(256, 64, 56, 64, 3)).cfg == 17                    # a residual / float out
+    assert cp.plan_conv(conv(1, 64, 56, 64, 3, int8_out=True)).cfg == 7        # 28 tiles: batch 1
+    assert cp.plan_conv(conv(5, 64, 56, 64, 3, int8_out=True)).cfg == 19       # 140 tiles
+    assert cp.plan_conv(conv(256, 64, 56, 64, 1, int8_out=True)).cfg == 7      # a 1x1 has no halo
+    assert cp.plan_conv(conv(256, 64, 56, 64, 3, 2, int8_out=True)).cfg != 19  # stride 2
+    assert cp.plan_conv(conv(256, 128, 28, 128, 3, int8_out=True)).cfg == 0    # C = 128
+    folded = cp.ConvQuery(256, 64, 115, 112, 64, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1, 16, 16, H100, 132, True)
+    assert cp.plan_conv(folded, "sm90") == cp.ConvPlan("sm90", cfg=18)
+    assert cp.plan_conv(conv(256, 64, 56, 64, 3, int8_out=True), cfg=17).cfg == 17   # a forced config wins

@@ -21,9 +21,12 @@ SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: 
                    15: (128, 128, 64), 16: (64, 128, 64),  # 15, 16: ping-pong consumers
                    17: (128, 64, 64),  # 7 with nine weight slots (a 64-channel 3x3's weights stay resident)
                    18: (128, 64, 64), 19: (128, 64, 64)}  # 16 x 8-pixel tiles fed by halo boxes (HALO_CONFIGS)
-# the halo-fed convs (next/halo-stem): cfg -> (filter taps it keeps resident, bytes of its A stage)
+# the halo-fed convs: cfg -> (filter taps it keeps resident, bytes of its A stage). H100, batch 256
+# (benchmarks/results/cuda_2026-11-26_session4.md): 64 -> 64 3x3 at 56x56 80.9 us on 19 vs 110.1 on 17;
+# the row-folded stem (fold pass + 4x1 conv) 340.0 on 18 vs 380.7 on 7
 HALO_CONFIGS = {18: (4, 10 * 1024), 19: (9, 27 * 1024)}
 HALO_CFG = 18               # the folded stem's 4x1
+HALO_TILE = (16, 8)         # output rows x columns of a halo conv's tile
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
 FOLD_ROW_CHANNELS = 64      # ... with the rows of a row stride folded too (R * KW * C), a 64-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
@@ -147,6 +150,7 @@ class ConvQuery:
     w_align: int
     cc: tuple[int, int]
     sms: int = 132
+    int8_out: bool = False  # int8 output without residual, 16-byte aligned (the halo convs' epilogue)
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -174,6 +178,8 @@ class ConvPlan:
     fold_rows: int = 1
 
     def __str__(self) -> str:
+        if self.algo == "sm90" and self.cfg in HALO_CONFIGS:
+            return f"sm90 halo {HALO_TILE[0]}x{HALO_TILE[1]} px x {SM90_CONV_TILES[self.cfg][1]} (cfg {self.cfg})"
         if self.algo == "sm90":
             bm, bn, bk = SM90_CONV_TILES[self.cfg]
             return f"sm90 {bm}x{bn}x{bk} (cfg {self.cfg})" + (f" split-K {self.splits}" if self.splits > 1 else "")
@@ -222,6 +228,20 @@ def halo_unfit(q: ConvQuery, cfg: int = HALO_CFG) -> Optional[str]:
     if q.KH * q.KW > taps or q.KW * (16 + q.KH - 1) * 8 * 64 > stage_bytes:
         return f"config {cfg} keeps at most {taps} taps and {stage_bytes} bytes of halo per tile"
     return None
+
+
+def halo_config(q: ConvQuery) -> Optional[int]:
+    """The halo-fed config for conv q (18 for up to 4 filter taps, else 19), None where none applies: a
+    1x1 (no halo to share), an epilogue other than int8 out (q.int8_out), less than a wave of spatial
+    tiles (small batches keep the 128-pixel row tiles), or what halo_unfit rules out."""
+    taps = q.KH * q.KW
+    if not q.int8_out or taps == 1:
+        return None
+    oh, ow = q.out_hw
+    if q.N * -(-oh // HALO_TILE[0]) * -(-ow // HALO_TILE[1]) < q.sms:
+        return None
+    cfg = 18 if taps <= HALO_CONFIGS[18][0] else 19
+    return cfg if halo_unfit(q, cfg) is None else None
 
 
 def _fold_span(q: ConvQuery) -> int:
@@ -296,8 +316,9 @@ def plan_conv(q: ConvQuery, algo: str = "auto", cfg: Optional[int] = None, split
     if algo == "sm90" and not im2col:
         algo = "mma"
     if algo == "sm90":
-        c = cfg if cfg is not None else env.conv_cfg if env.conv_cfg is not None else \
-            sm90_conv_config(q.rows, q.O, q.C, q.KH * q.KW * q.C, q.sms)
+        c = cfg if cfg is not None else env.conv_cfg if env.conv_cfg is not None else halo_config(q)
+        if c is None:
+            c = sm90_conv_config(q.rows, q.O, q.C, q.KH * q.KW * q.C, q.sms)
         return ConvPlan("sm90", cfg=c, splits=splits if splits is not None else env.conv_splits)
     if algo == "depthwise" and not depthwise:
         algo = "mma"
