@@ -106,7 +106,9 @@ def test_fold_rows():
     # folded rows and where folded row i starts (input row i * step - off): every row, or OH + taps - 1
     assert cp.fold_row_layout(1, 7, 224, 112, 3) == (224, 1, 0)
     assert cp.fold_row_layout(2, 7, 224, 112, 3) == (112 + 4 - 1, 2, 3)
-    assert cp.fold_rows_for(conv(8, 3, 6000, 64, 7, 2)) == 1                     # two staged rows too wide
+    assert cp.fold_rows_for(conv(8, 3, 2000, 64, 7, 2)) == 1                     # two rows and their fold too wide
+    assert cp.plan_conv(conv(8, 3, 2000, 64, 7, 2)).algo == "fold"
+    assert cp.plan_conv(conv(8, 3, 6000, 64, 7, 2)).algo != "fold"   # its folded row (3000 x 32 B) too
 
 
 def test_im2col_limits():

@@ -130,12 +130,12 @@ static void quant_t(const T* x, int8_t* q, long long n, int layout, int N, int C
 // [-pl, (OW-1)*sw + (KW-1)*dw - pl], are staged in shared memory, then the folded pixels are gathered
 // from them through a per-channel offset table (j -> r * span + kw*dw*C + c, or a zero byte for
 // j >= R*KW*C): no divisions in the inner loop, 16-byte stores.
-// Each warp writes one 16-byte chunk (4 words) of 32 pixels, so its words' kinds are warp-uniform and
+// Each warp builds one 16-byte chunk (4 words) of 32 pixels, so its words' kinds are warp-uniform and
 // kept in registers: a word whose 4 bytes are consecutive in the staged rows (within one filter row's
 // KW * C run when dw = 1: most of them) is two aligned 4-byte shared loads and a funnel shift, a word of
 // padding channels is zero, and only words straddling two runs gather bytes. (One byte load per byte,
 // each with its table load, made the pass bound by shared-memory load instructions: 135 us for the
-// ResNet-50 stem at batch 256 on an H100.)
+// ResNet-50 stem at batch 256 on an H100.) The row is assembled in shared memory and stored whole.
 constexpr int FOLD_ZERO_WORD = -1, FOLD_MIXED_WORD = -2;
 __global__ void fold_window(const int8_t* __restrict__ x, int8_t* __restrict__ y, int N, int H, int I, int W,
                             int C, int OW, int KW, int sw, int dw, int pl, int R, int row_step, int row_off,
@@ -143,7 +143,8 @@ __global__ void fold_window(const int8_t* __restrict__ x, int8_t* __restrict__ y
   extern __shared__ __align__(16) int8_t sm[];
   int16_t* off = reinterpret_cast<int16_t*>(sm);               // [Cp]
   int* woff = reinterpret_cast<int*>(sm + 2 * Cp);             // [Cp / 4]: word -> first byte's offset, or a kind
-  int8_t* srows = sm + 3 * Cp;                                 // [R][span] (+ 8 bytes read past by word loads)
+  int4* obuf = reinterpret_cast<int4*>(sm + 3 * Cp);          // [OW * Cp / 16]: the folded row
+  int8_t* srows = sm + 3 * Cp + OW * Cp;                       // [R][span] (+ 8 bytes read past by word loads)
   const int zero = R * span;                                   // offset of "a zero byte"
   for (int j = threadIdx.x; j < Cp; j += blockDim.x) {
     int r = j / (KW * C), kw = (j - r * KW * C) / C, c = j - r * KW * C - kw * C;
@@ -177,7 +178,6 @@ __global__ void fold_window(const int8_t* __restrict__ x, int8_t* __restrict__ y
       }
     }
     __syncthreads();
-    int4* yr = reinterpret_cast<int4*>(y + (long long)row * OW * Cp);
     for (int ow = (warp / chunks) * 32 + lane; ow < OW; ow += pix_step) {
       const int base = ow * sw * C;
       uint32_t w4[4];
@@ -199,8 +199,11 @@ __global__ void fold_window(const int8_t* __restrict__ x, int8_t* __restrict__ y
           w4[w] = v;
         }
       }
-      yr[ow * chunks + chunk] = make_int4((int)w4[0], (int)w4[1], (int)w4[2], (int)w4[3]);
+      obuf[ow * chunks + chunk] = make_int4((int)w4[0], (int)w4[1], (int)w4[2], (int)w4[3]);
     }
+    __syncthreads();  // the row leaves in consecutive 16-byte stores (a warp's own chunks are 64 B apart)
+    int4* yr = reinterpret_cast<int4*>(y + (long long)row * OW * Cp);
+    for (int q = threadIdx.x; q < OW * chunks; q += blockDim.x) yr[q] = obuf[q];
   }
 }
 
@@ -212,8 +215,9 @@ const char* fold_window(const int8_t* x, int8_t* y, int N, int H, int W, int C, 
     return "fold_window: Cp must be a multiple of 16, >= R * KW * C and <= 512";
   if ((uintptr_t)y % 16) return "fold_window: output must be 16-byte aligned";
   const long long span = ((long long)(OW - 1) * sw + (long long)(KW - 1) * dw + 1) * C;  // staged row bytes
-  // the byte and word tables, then the rows (offset R * span: a zero byte; word loads read up to 7 past it)
-  const size_t smem = 3 * Cp + R * span + 8;
+  // the byte and word tables, the folded row, then the input rows (offset R * span: a zero byte; word
+  // loads read up to 7 past it)
+  const size_t smem = 3 * Cp + (size_t)OW * Cp + R * span + 8;
   if (R * span > 32767 || smem > 48 * 1024) return "fold_window: input rows too wide to stage in shared memory";
   const int rows = N * I;
   if (rows == 0 || OW == 0) return nullptr;

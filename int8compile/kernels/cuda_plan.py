@@ -30,7 +30,8 @@ HALO_TILE = (16, 8)         # output rows x columns of a halo conv's tile
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
 FOLD_ROW_CHANNELS = 64      # ... with the rows of a row stride folded too (R * KW * C), a 64-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
-FOLD_MAX_ROW_BYTES = 32000  # fold_window stages its input rows' window range in shared memory
+FOLD_MAX_ROW_BYTES = 32000  # fold_window's byte offsets into its staged input rows are int16
+FOLD_MAX_SMEM = 48 * 1024   # ... which it stages with the folded row in shared memory
 # the direct stem beats fold pass + folded conv on small convs, loses on large ones. ResNet-50 stem, us,
 # direct vs the row fold (H100, 2026-11-26 third session): batch 1 11.9 vs 14.6, 2: 15.2 vs 15.6,
 # 4: 18.9 vs 19.1, 8: 29.8 vs 24.9, 256: 714 vs 366 (benchmarks/results/cuda_2026-11-26_session3.md)
@@ -249,9 +250,17 @@ def _fold_span(q: ConvQuery) -> int:
     return ((q.out_hw[1] - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C
 
 
+def _fold_fits(q: ConvQuery, rows: int) -> bool:
+    """fold_window can stage `rows` input rows' window range and the folded row (plus its byte and word
+    tables and 8 bytes its word loads read past the rows) in shared memory."""
+    cp = fold_channels(rows, q.KW, q.C)
+    span = rows * _fold_span(q)
+    return span <= FOLD_MAX_ROW_BYTES and 3 * cp + q.out_hw[1] * cp + span + 8 <= FOLD_MAX_SMEM
+
+
 def _can_fold(q: ConvQuery) -> bool:
     return (q.groups == 1 and 1 < q.KW and q.KW * q.C <= FOLD_CHANNELS and q.x_align == 16 and q.cc == SM90
-            and _fold_span(q) <= FOLD_MAX_ROW_BYTES)
+            and _fold_fits(q, 1))
 
 
 def fold_rows_for(q: ConvQuery, env: RouteEnv = RouteEnv()) -> int:
@@ -259,7 +268,7 @@ def fold_rows_for(q: ConvQuery, env: RouteEnv = RouteEnv()) -> int:
     has stride 1, no padding and 64-byte k-blocks: measured faster than 32-byte ones), else 1."""
     R = q.stride[0]
     if (env.fold_rows == 1 or R == 1 or q.dilation[0] != 1 or R * q.KW * q.C > FOLD_ROW_CHANNELS
-            or R * _fold_span(q) > FOLD_MAX_ROW_BYTES):
+            or not _fold_fits(q, R)):
         return 1
     return R
 
