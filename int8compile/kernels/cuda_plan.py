@@ -246,16 +246,19 @@ def halo_config(q: ConvQuery) -> Optional[int]:
 
 
 def _fold_span(q: ConvQuery) -> int:
-    """Bytes of one input row that fold_window stages: the window range of the output columns."""
-    return ((q.out_hw[1] - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C
+    """Bytes of one input row that fold_window stages: the window range of the output columns, after a
+    lead that puts the row's start on 16 bytes, rounded up to 16."""
+    lead = -(-q.padding[2] * q.C // 16) * 16
+    window = ((q.out_hw[1] - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C
+    return -(-(lead - q.padding[2] * q.C + window) // 16) * 16
 
 
 def _fold_fits(q: ConvQuery, rows: int) -> bool:
     """fold_window can stage `rows` input rows' window range and the folded row (plus its byte and word
-    tables and 8 bytes its word loads read past the rows) in shared memory."""
+    tables and 16 bytes its word loads may read past the rows) in shared memory."""
     cp = fold_channels(rows, q.KW, q.C)
     span = rows * _fold_span(q)
-    return span <= FOLD_MAX_ROW_BYTES and 3 * cp + q.out_hw[1] * cp + span + 8 <= FOLD_MAX_SMEM
+    return span <= FOLD_MAX_ROW_BYTES and 3 * cp + q.out_hw[1] * cp + span + 16 <= FOLD_MAX_SMEM
 
 
 def _can_fold(q: ConvQuery) -> bool:
