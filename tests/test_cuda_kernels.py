@@ -339,7 +339,7 @@ def test_folded_stem_on_the_halo_conv():
 @pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
 @pytest.mark.parametrize("case,algo,planned", [
     ((5, 64, 56, 56, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1), "auto", "sm90 halo 16x8 px x 64 (cfg 19)"),
-    ((9, 3, 128, 62, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1), "fold", None),  # its folded 4x1 on 18
+    ((9, 3, 128, 64, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1), "fold", None),  # 16-byte rows; 4x1 on 18
 ], ids=["3x3-auto", "stem-fold"])
 def test_halo_routing_bitexact(case, algo, planned):
     """Convs that fill a wave of halo tiles, through the planner (cfg=None): the plan names the halo
