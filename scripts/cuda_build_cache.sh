@@ -27,6 +27,9 @@ case $cmd in
   restore)
     if [ ! -f "$tgz" ] && ls "$tgz".part-* >/dev/null 2>&1; then cat "$tgz".part-* > "$tgz"; fi
     if [ ! -f "$tgz" ]; then echo "no carried build at $tgz"; exit 0; fi
+    # a warm machine's own build is newer than any carried one (extracting an older build over it once
+    # left a stale object loaded): keep it, ninja rebuilds what changed since
+    if [ -d "$cache" ]; then echo "build cache $cache present: kept, $tgz not restored"; exit 0; fi
     mkdir -p "$(dirname "$cache")"
     tar xzf "$tgz" -C "$(dirname "$cache")"
     if [ "$(cat "$cache/sources.sha256" 2>/dev/null)" = "$hash" ]; then
