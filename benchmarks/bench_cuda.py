@@ -229,7 +229,7 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=(), ab_acts=())
             r[f"ours {name}={value}"] = ours()
     for act in ab_acts:
         r[f"ours {act}"] = ours(*ACTS[act])
-    q = ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1)
+    q = ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1, int8_out=not RESIDUAL)
     plan = str(ck.plan_conv(q, env=ck.route_env()))
     if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the stem: also direct, as a folded conv, and its fold pass alone
         r["direct stem"] = ours(algo="stem")
@@ -244,12 +244,12 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=(), ab_acts=())
                                       for i in range(ns)], reps=15)
         if sweep_cfg:
             for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
-                if ck.fold_channels(rows, k, C) % bk == 0:
+                if ck.fold_channels(rows, k, C) % bk == 0 and not (cfg in ck.HALO_CONFIGS and (RESIDUAL or rows == 1)):
                     r[f"sm90 cfg{cfg}"] = ours(algo="fold", cfg=cfg)
     r["mma.sync"] = ours(algo="mma64" if O <= 64 else "mma")
     if sweep_cfg and ck.im2col_unfit(q) is None:
         for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items():
-            if C % bk == 0:
+            if C % bk == 0 and not (cfg in ck.HALO_CONFIGS and (RESIDUAL or ck.halo_unfit(q, cfg) is not None)):
                 r[f"sm90 cfg{cfg}"] = ours(algo="sm90", cfg=cfg)
     xs.clear()
     ns2 = n_sets(2 * set_bytes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -296,9 +297,86 @@ def test_conv2d_sm90_every_tile(case):
     a float output (the kernel with every epilogue)."""
     g = torch.Generator().manual_seed(hash(case) & 0xFFFF_FFFF)
     variants = [EPI_VARIANTS[i] for i in (0, 1, 2, 3, 7)]
-    failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0
+    failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0 and cfg not in ck.HALO_CONFIGS
                 for v in variants if (f := conv_mismatch(case, v, g, "sm90", cfg))]
     assert not failures, failures
+
+
+HALO_CASES = [  # (config, conv case: N, C, H, W, O, KH, KW, stride, padding, dilation, groups), C = 64
+    (18, (3, 64, 9, 11, 208, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # 1x1; tiles past the right / bottom
+    (18, (2, 64, 21, 16, 64, 4, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # the folded stem's 4x1 shape
+    (18, (2, 64, 20, 12, 80, 3, 1, (1, 1), (1, 1, 0, 0), (1, 1), 1)),   # padded rows, two column blocks
+    (19, (2, 64, 20, 12, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)),   # 3x3, three column boxes
+    (19, (1, 64, 9, 11, 80, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)),    # 3x3, edges, two column blocks
+    (19, (2, 64, 17, 10, 64, 3, 2, (1, 1), (2, 0, 1, 0), (1, 1), 1)),   # 3x2, asymmetric padding
+]
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+@pytest.mark.parametrize("cfg,case", HALO_CASES,
+                         ids=[f"cfg{c}-{x[0]}x{x[2]}x{x[3]}-o{x[4]}k{x[5]}x{x[6]}" for c, x in HALO_CASES])
+def test_conv2d_sm90_halo(cfg, case):
+    """The halo-fed conv (config HALO_CFG: 16 x 8-pixel tiles, one input halo box per tile, each filter
+    tap's A operand at a fixed offset in it) bit-exact with int8 out, float / fixed requant, with the
+    clamp-free and the min/max epilogues."""
+    g = torch.Generator().manual_seed(hash(("halo", cfg, case)) & 0xFFFF_FFFF)
+    failures = [f for mode in ("float", "fixed") for act in ("none", "relu", "relu6")
+                if (f := conv_mismatch(case, (mode, False, torch.int8, act), g, "sm90", cfg))]
+    assert not failures, failures
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+def test_folded_stem_on_the_halo_conv():
+    g = torch.Generator().manual_seed(11)
+    failures = [f for v in (EPI_VARIANTS[0], ("fixed", False, torch.int8, "relu"))
+                if (f := conv_mismatch(FOLDED_STEM, v, g, "fold", ck.HALO_CFG))]
+    assert not failures, failures
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+@pytest.mark.parametrize("case,algo,planned", [
+    ((5, 64, 56, 56, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1), "auto", "sm90 halo 16x8 px x 64 (cfg 19)"),
+    ((9, 3, 128, 64, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1), "fold", None),  # 16-byte rows; 4x1 on 18
+], ids=["3x3-auto", "stem-fold"])
+def test_halo_routing_bitexact(case, algo, planned):
+    """Convs that fill a wave of halo tiles, through the planner (cfg=None): the plan names the halo
+    config, and int8 out without residual (halo) and with a residual (im2col) are both bit-exact."""
+    N, C, H, W, O, KH, KW, stride, padding, dilation, groups = case
+    x = torch.empty((N, C, H, W), dtype=torch.int8, device=DEV, memory_format=torch.channels_last)
+    w = torch.empty((O, KH, KW, C), dtype=torch.int8, device=DEV)
+    if planned:
+        q = replace(ck._conv_query(x, w, stride, padding, dilation, groups), int8_out=True)
+        assert str(ck.plan_conv(q)) == planned
+    else:  # the row-folded stem: a 4x1 conv over 2 rows x 7 columns x 3 channels (64), 9 x 4 x 4 tiles
+        oh, ow = ck._conv_query(x, w, stride, padding, dilation, groups).out_hw
+        rows = ck.fold_row_layout(2, KH, H, oh, padding[0])[0]
+        folded = ck.ConvQuery(N, 64, rows, ow, O, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1, 16, 16, (9, 0),
+                              ck._num_sms(0), True)
+        assert ck.halo_config(folded) == 18
+    g = torch.Generator().manual_seed(13)
+    failures = [f for v in (EPI_VARIANTS[0], EPI_VARIANTS[2], EPI_VARIANTS[1])
+                if (f := conv_mismatch(case, v, g, algo))]
+    assert not failures, failures
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+def test_halo_conv_declines_what_it_cannot_take():
+    """Stride 2, output rows not 16-byte aligned, a residual or a float output on the halo config: a clear
+    error, never a wrong result."""
+    g = torch.Generator().manual_seed(12)
+    with pytest.raises(RuntimeError, match="halo conv"):
+        conv_mismatch((1, 64, 14, 14, 64, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1), EPI_VARIANTS[0], g, "sm90",
+                      ck.HALO_CFG)
+    with pytest.raises(RuntimeError, match="halo conv: output rows"):
+        conv_mismatch((1, 64, 9, 11, 200, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1), EPI_VARIANTS[0], g, "sm90",
+                      ck.HALO_CFG)
+    for variant in (EPI_VARIANTS[1], EPI_VARIANTS[6]):   # residual; float32 out
+        with pytest.raises(RuntimeError, match="halo conv"):
+            conv_mismatch(HALO_CASES[0][1], variant, g, "sm90", ck.HALO_CFG)
 
 
 @needs_cuda

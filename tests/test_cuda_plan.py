@@ -12,10 +12,10 @@ from int8compile.kernels.registry import OpCall
 H100 = (9, 0)
 
 
-def conv(N, C, H, O, k, s=1, p=None, *, W=None, groups=1, dilation=(1, 1), x_align=16, cc=H100):
+def conv(N, C, H, O, k, s=1, p=None, *, W=None, groups=1, dilation=(1, 1), x_align=16, cc=H100, int8_out=False):
     p = k // 2 if p is None else p
     return cp.ConvQuery(N, C, H, W or H, O, k, k, C // groups, (s, s), (p, p, p, p), dilation, groups,
-                        x_align, 16, cc, 132)
+                        x_align, 16, cc, 132, int8_out)
 
 
 @pytest.mark.parametrize("q,expected", [
@@ -106,7 +106,9 @@ def test_fold_rows():
     # folded rows and where folded row i starts (input row i * step - off): every row, or OH + taps - 1
     assert cp.fold_row_layout(1, 7, 224, 112, 3) == (224, 1, 0)
     assert cp.fold_row_layout(2, 7, 224, 112, 3) == (112 + 4 - 1, 2, 3)
-    assert cp.fold_rows_for(conv(8, 3, 6000, 64, 7, 2)) == 1                     # two staged rows too wide
+    assert cp.fold_rows_for(conv(8, 3, 2000, 64, 7, 2)) == 1                     # two rows and their fold too wide
+    assert cp.plan_conv(conv(8, 3, 2000, 64, 7, 2)).algo == "fold"
+    assert cp.plan_conv(conv(8, 3, 6000, 64, 7, 2)).algo != "fold"   # its folded row (3000 x 32 B) too
 
 
 def test_im2col_limits():
@@ -156,9 +158,40 @@ def _cases(name, pattern):
 def test_tile_tables_match_the_cuda_sources():
     """The planner's tile tables describe the configs the kernels instantiate (conv_sm90.cuh,
     gemm_sm90.cu): a config added or changed on one side only fails here, not on the GPU."""
-    conv = _cases("conv_sm90.cuh", r"case (\d+): return I8C_CONV(?:_PP|_RB)?\((\d+), (\d+), (\d+),")
+    conv = _cases("conv_sm90.cuh", r"case (\d+):(?:\s+if constexpr [^;]*;\s+else)? return I8C_CONV(?:_PP|_RB|_HALO)?\((\d+), (\d+), (\d+),")
     assert conv == cp.SM90_CONV_TILES
     bk = [int(v) for v in re.search(r"kConvBK\[\] = \{([^}]*)\}", _source("conv_sm90.cuh"))[1].split(",")]
     assert all(bk[cfg] == tile[2] for cfg, tile in cp.SM90_CONV_TILES.items())   # the binding's C % BK check
     gemm = _cases("gemm_sm90.cu", r"case (\d+): return launch<(\d+), (\d+),")
     assert gemm == cp.SM90_TILES
+
+
+def test_halo_unfit():
+    """The halo-fed convs (HALO_CONFIGS): C = 64, stride 1, their taps resident and their KW halo boxes
+    within a stage."""
+    assert cp.halo_unfit(conv(256, 64, 115, 64, 1, W=112)) is None
+    folded = cp.ConvQuery(256, 64, 115, 112, 64, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1, 16, 16, H100, 132)
+    assert cp.halo_unfit(folded, 18) is None                      # the row-folded stem's 4x1 conv
+    assert "stride" in cp.halo_unfit(conv(8, 64, 56, 64, 1, 2))
+    assert "O % 16" in cp.halo_unfit(conv(8, 64, 56, 200, 1))
+    assert "taps" in cp.halo_unfit(conv(8, 64, 56, 64, 3), 18)   # nine taps: config 19's
+    assert cp.halo_unfit(conv(8, 64, 56, 64, 3), 19) is None
+    assert "taps" in cp.halo_unfit(conv(8, 64, 56, 64, 5), 19)
+    assert "C = 64" in cp.halo_unfit(conv(8, 128, 28, 64, 1))
+    assert "C = 64" in cp.halo_unfit(conv(8, 64, 56, 64, 1, cc=(8, 0)))
+
+
+def test_halo_routing():
+    """int8-out convs that a halo config takes go to it when they fill a wave of 16 x 8-pixel tiles: the
+    64-channel 3x3 (19) and the row-folded stem's 4x1 (18); anything else keeps its im2col config."""
+    assert cp.plan_conv(conv(256, 64, 56, 64, 3, int8_out=True)) == cp.ConvPlan("sm90", cfg=19)
+    assert str(cp.plan_conv(conv(256, 64, 56, 64, 3, int8_out=True))) == "sm90 halo 16x8 px x 64 (cfg 19)"
+    assert cp.plan_conv(conv(256, 64, 56, 64, 3)).cfg == 17                    # a residual / float out
+    assert cp.plan_conv(conv(1, 64, 56, 64, 3, int8_out=True)).cfg == 7        # 28 tiles: batch 1
+    assert cp.plan_conv(conv(5, 64, 56, 64, 3, int8_out=True)).cfg == 19       # 140 tiles
+    assert cp.plan_conv(conv(256, 64, 56, 64, 1, int8_out=True)).cfg == 7      # a 1x1 has no halo
+    assert cp.plan_conv(conv(256, 64, 56, 64, 3, 2, int8_out=True)).cfg != 19  # stride 2
+    assert cp.plan_conv(conv(256, 128, 28, 128, 3, int8_out=True)).cfg == 0    # C = 128
+    folded = cp.ConvQuery(256, 64, 115, 112, 64, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1, 16, 16, H100, 132, True)
+    assert cp.plan_conv(folded, "sm90") == cp.ConvPlan("sm90", cfg=18)
+    assert cp.plan_conv(conv(256, 64, 56, 64, 3, int8_out=True), cfg=17).cfg == 17   # a forced config wins

@@ -19,8 +19,15 @@ namespace i8c {
 // MMAs within the CTA): 15 = 128x128 BK 64 (4 stages), 16 = 64x128 BK 64 (6).
 // 17 = 7 with nine weight slots: a 64-channel 3x3 keeps its weights resident (9 x 4 KB) at two CTAs
 // per SM, so each stage loads only the im2col A tile (a third less L2 traffic for that layer).
+// HALO (next/halo-stem, not yet run on a GPU): 128-pixel spatial tiles (16 rows x 8 columns) whose stage
+// holds the tile's input halo as KW boxes of (16 + KH - 1) x 8 pixels (box q shifted by q columns), read
+// by every filter tap at a fixed offset; int8 out only, C = 64, stride 1 (launch's halo_unfit), weights
+// resident, two CTAs per SM. 18 = KH * KW <= 4 (the folded stem's 4x1: 9.5 KB per tile against 4 x 8 KB
+// of im2col A), 4 stages of 10 KB; 19 = KH * KW <= 9 with KW <= 3 (the 3x3: 27 KB per tile against
+// 9 x 8 KB), 2 stages of 27 KB.
 // (128x128 spills at two CTAs per SM.) Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
-static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32, 64, 64, 64, 64};
+static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32, 64, 64, 64, 64,
+                                  64, 64};
 static constexpr int kConvConfigs = sizeof(kConvBK) / sizeof(int);
 
 template <int EPI>
@@ -33,6 +40,9 @@ const char* conv_sm90_cfg(int cfg, const ConvShape& s, const int8_t* x, const in
 #define I8C_CONV_RB(BM_, BN_, BK_, ST_, CPS_, BSLOTS_) \
   launch<BM_, BN_, BK_, ST_, false, CPS_, true, EPI, false, BSLOTS_>(x, w, M, N, K, p, num_sms, 0, splits, ws, cnt, \
                                                                      stream, &s)
+#define I8C_CONV_HALO(BM_, BN_, BK_, ST_, CPS_, BSLOTS_, AKB_)                                                 \
+  launch<BM_, BN_, BK_, ST_, false, CPS_, true, EPI, false, BSLOTS_, AKB_>(x, w, M, N, K, p, num_sms, 0, splits, ws, \
+                                                                          cnt, stream, &s)
 #define I8C_CONV_PP(BM_, BN_, BK_, ST_) \
   launch<BM_, BN_, BK_, ST_, true, 1, true, EPI>(x, w, M, N, K, p, num_sms, 0, splits, ws, cnt, stream, &s)
   switch (cfg) {
@@ -53,11 +63,18 @@ const char* conv_sm90_cfg(int cfg, const ConvShape& s, const int8_t* x, const in
     case 15: return I8C_CONV_PP(128, 128, 64, 4);
     case 16: return I8C_CONV_PP(64, 128, 64, 6);
     case 17: return I8C_CONV_RB(128, 64, 64, 4, 2, 9);
+    case 18:
+      if constexpr (EPI == EPI_ANY) return "halo conv (config 18): int8 out without split-K only";
+      else return I8C_CONV_HALO(128, 64, 64, 4, 2, 4, 10);
+    case 19:
+      if constexpr (EPI == EPI_ANY) return "halo conv (config 19): int8 out without split-K only";
+      else return I8C_CONV_HALO(128, 64, 64, 2, 2, 9, 27);
     default: return "unknown conv_sm90 tile config";
   }
 #undef I8C_CONV
 #undef I8C_CONV_PP
 #undef I8C_CONV_RB
+#undef I8C_CONV_HALO
 }
 
 #define I8C_CONV_SM90_INSTANCE(SPEC, EPI_)                                                                   \

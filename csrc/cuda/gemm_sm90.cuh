@@ -29,7 +29,16 @@ struct ConvGeom {
   // BUILT kernels (the stem): the NHWC input, read by the producer warpgroup itself
   const int8_t* x;
   int H, W, C;
+  // HALO kernels: spatial tiles of HALO_TH x HALO_TW output pixels, tiles_w x tiles_h per image
+  int KH, tiles_w, tiles_h;
 };
+
+// HALO conv tiles: 16 output rows x 8 columns (M row = 8 * row + column), 8 rows per consumer, so each
+// 8-row wgmma core matrix is one output row segment. A stage holds KW halo boxes of (16 + KH - 1) x 8
+// input pixels, box q shifted right by q columns, so tap (r, q)'s A operand is box q from row 8 c + r:
+// a plain 64-byte-swizzled [64][64 B] tile on the 512-byte swizzle repeat (no descriptor base offset).
+constexpr int HALO_TH = 16, HALO_TW = 8;
+__host__ __device__ constexpr int halo_box_bytes(int KH) { return (HALO_TH + KH - 1) * HALO_TW * 64; }
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return (uint32_t)__cvta_generic_to_shared(p);
@@ -93,6 +102,16 @@ __device__ __forceinline__ void tma_load_im2col(void* dst, const CUtensorMap* ma
       : "memory");
 #endif
 }
+__device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1,
+                                            int c2, int c3) {
+#ifdef I8C_SM90
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+      "[%6];" ::"r"(smem_u32(dst)),
+      "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_u32(bar))
+      : "memory");
+#endif
+}
 // wgmma shared-memory descriptor of a K-major tile whose rows are one BK-byte swizzle atom.
 template <int BK>
 __device__ __forceinline__ uint64_t desc_sw(const void* p) {
@@ -104,6 +123,10 @@ __device__ __forceinline__ uint64_t desc_sw(const void* p) {
   d |= (uint64_t)((8 * BK) >> 4) << 32;    // SBO: 8 rows x BK bytes
   d |= (uint64_t)(BK == 128 ? 1 : (BK == 64 ? 2 : 3)) << 62;  // 128 / 64 / 32-byte swizzle
   return d;
+}
+// desc moved by off16 x 16 bytes: the address is in the low word and stays below 2^18 >> 4 (no carry)
+__device__ __forceinline__ uint64_t desc_at(uint64_t desc, uint32_t off16) {
+  return (desc & 0xFFFFFFFF00000000ull) | (uint32_t)((uint32_t)desc + off16);
 }
 __device__ __forceinline__ void wg_fence() {
 #ifdef I8C_SM90
@@ -148,6 +171,16 @@ __device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, const void*
   asm volatile("cp.async.bulk.commit_group;" ::: "memory");
 #endif
 }
+__device__ __forceinline__ void tma_store_4d(const CUtensorMap* map, const void* src, int c0, int c1, int c2,
+                                             int c3) {
+#ifdef I8C_SM90
+  asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%1, %2, %3, %4}], [%5];" ::"l"(
+                   (uint64_t)map),
+               "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_u32(src))
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+#endif
+}
 __device__ __forceinline__ void tma_store_wait_read() {
 #ifdef I8C_SM90
   asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
@@ -174,9 +207,10 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 
 // BSLOTS >= STAGES weights slots: the ring uses the first STAGES; resident B (one column block's
 // weights loaded once) fills up to BSLOTS, so a 3x3 conv's nine k-blocks can stay without nine A stages.
-template <int BM, int BN, int BK, int STAGES, int BSLOTS = STAGES>
+// ABYTES: one A stage (HALO kernels: their KW halo boxes, a multiple of 1024 bytes).
+template <int BM, int BN, int BK, int STAGES, int BSLOTS = STAGES, int ABYTES = BM * BK>
 struct Smem {
-  int8_t A[STAGES][BM * BK];
+  int8_t A[STAGES][ABYTES];
   int8_t B[BSLOTS][BN * BK];
   uint64_t full[STAGES];
   uint64_t empty[STAGES];
@@ -190,12 +224,12 @@ struct Smem {
 // int8 output tiles are staged in shared memory, 64 x BN per block, dense rows in the TMA swizzle of
 // their width (64 or 128 bytes: the 16-byte chunks of a row XOR-permuted by the row, so the char2
 // writes of a warp's 8 rows hit distinct banks), and leave by TMA store (or 16-byte copies) when they fit.
-template <int BM, int BN, int BK, int STAGES, bool PP, int BSLOTS = STAGES>
+template <int BM, int BN, int BK, int STAGES, bool PP, int BSLOTS = STAGES, int ABYTES = BM * BK>
 struct OutStage {
   static constexpr int OSTRIDE = BN;
   static constexpr int ROWS = PP ? BM : 64;
   static constexpr size_t BYTES = (PP ? 2 : BM / 64) * ROWS * OSTRIDE;
-  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES, BSLOTS>) + 1023) & ~(size_t)1023;  // swizzle atom
+  static constexpr size_t OFFSET = (sizeof(Smem<BM, BN, BK, STAGES, BSLOTS, ABYTES>) + 1023) & ~(size_t)1023;
   static constexpr bool ON = (BN == 64 || BN == 128) && OFFSET + BYTES + 1024 <= 227 * 1024;
 };
 
@@ -324,7 +358,8 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
 template <int BN, int MODE, bool RES, bool FAST, bool STAGED, int ACT = ACT_CLAMP>
 __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
                                          int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id,
-                                         const CUtensorMap* tmC, uint64_t* res_bar = nullptr, int res_phase = 0) {
+                                         const CUtensorMap* tmC, uint64_t* res_bar = nullptr, int res_phase = 0,
+                                         const int3* at = nullptr) {
   int lane = threadIdx.x & 31;
   int r0 = row0 + (lane >> 2);
   bool ok0 = r0 < M, ok1 = (r0 + 8) < M;
@@ -356,7 +391,10 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
     if (tmC) {
       fence_proxy_async_smem();
       asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
-      if (tid == 0) tma_store_2d(tmC, otile, n0, brow0);  // M / N edges clipped by the TMA unit
+      if (tid == 0) {  // M / N (HALO: image) edges clipped by the TMA unit
+        if (at) tma_store_4d(tmC, otile, n0, at->x, at->y, at->z);  // HALO: {column, row, image}
+        else tma_store_2d(tmC, otile, n0, brow0);
+      }
     } else {
       asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
       copy_out_staged<BN>(p, otile, brow0, n0, M, N, tid);
@@ -486,8 +524,14 @@ constexpr int cta_threads() { return (PP ? 2 : BM / 64) * 128 + (CPS == 1 ? 128 
 // EPI: the epilogue compiled in (EPI_ANY, or one int8 (mode, residual) pair: no run-time dispatch and
 // no split-K, so fewer registers and no spills at three or four CTAs per SM).
 // BUILT: the producer warpgroup writes the A tiles itself (build_producer; CPS == 1).
+// HALO: spatial tile tm -> {first output column, first output row, image}
+__device__ __forceinline__ int3 halo_tile(const ConvGeom& g, int tm) {
+  const int tw = tm % g.tiles_w, t2 = tm / g.tiles_w, th = t2 % g.tiles_h;
+  return make_int3(tw * HALO_TW, th * HALO_TH, t2 / g.tiles_h);
+}
+
 template <int BM, int BN, int BK, int STAGES, bool PP, int CPS, bool CONV, int EPI, bool BUILT = false,
-          int BSLOTS = STAGES>
+          int BSLOTS = STAGES, int HALO = 0>
 __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     gemm_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB,
                 const __grid_constant__ CUtensorMap tmOut, int M, int N, int K, EpiParams p, int splits, int32_t* ws,
@@ -496,12 +540,13 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
 #ifdef I8C_SM90
   constexpr int NCONS = PP ? 2 : BM / 64;
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
-  using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS>;
+  constexpr int ABYTES = HALO ? HALO * 1024 : BM * BK;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS, ABYTES>;
   extern __shared__ uint8_t smem_raw[];
   // 1024-byte aligned (128-byte swizzle atoms) by pointer arithmetic on the shared array, not an integer
   // round trip, so the compiler still knows every pointer below is shared (LDS / STS, not generic LD / ST)
   uint8_t* base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
-  auto& s = *reinterpret_cast<Smem<BM, BN, BK, STAGES, BSLOTS>*>(base);
+  auto& s = *reinterpret_cast<Smem<BM, BN, BK, STAGES, BSLOTS, ABYTES>*>(base);
 
   const int num_m = (M + BM - 1) / BM, num_n = (N + BN - 1) / BN;
   const int tiles = num_m * num_n;
@@ -544,6 +589,16 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       for (int u = blockIdx.x; u < units; u += gridDim.x) {
         int t, sp, tm, tn;
         walk.next(u, t, sp, tm, tn);
+        if constexpr (HALO != 0) {  // one stage per tile: its KW halo boxes, zero-filled past the image
+          const int st = it % STAGES, ph = (it / STAGES) & 1;
+          const int3 o = halo_tile(g, tm);
+          mbar_wait(&s.empty[st], ph ^ 1);
+          mbar_expect_tx(&s.full[st], (uint32_t)(g.KW * halo_box_bytes(g.KH)));
+          for (int q = 0; q < g.KW; ++q)
+            tma_load_4d(s.A[st] + q * halo_box_bytes(g.KH), &tmA, &s.full[st], 0, o.x - g.pl + q, o.y - g.pt, o.z);
+          ++it;
+          continue;
+        }
         int kb = sp * kps, ke = min(ktiles, kb + kps);
         int img = 0, h0 = 0, w0 = 0;  // im2col conv: window origin of the tile's first output pixel
         if (CONV && !g.plain) {
@@ -621,7 +676,27 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         }
       }
       int prev = -1;
-      for (int kt = kb; kt < ke; ++kt, ++it) {
+      if constexpr (HALO != 0) {
+        // tap (r, q) of consumer c: box q from row 8 c + r (rows of 8 pixels x 64 bytes), the weights
+        // resident in B[tap]. One wgmma group per tile, each tap's descriptors the first ones plus byte
+        // offsets / 16 (ncu: per-tap address arithmetic with a division was most of the consumers' issue)
+        const int st = it % STAGES, ph = (it / STAGES) & 1;
+        mbar_wait(&s.full[st], ph);
+        const uint64_t da0 = desc_sw<BK>(s.A[st] + 8 * c * HALO_TW * BK), db0 = desc_sw<BK>(s.B[0]);
+        const uint32_t box16 = halo_box_bytes(g.KH) >> 4, row16 = HALO_TW * BK >> 4, tap16 = BN * BK >> 4;
+        for (uint32_t kt = 0, q = 0, a16 = 0; kt < (uint32_t)ktiles; ++kt) {  // a16: tap (r, q)'s offset / 16
+          wg_fence();
+#pragma unroll
+          for (int kk = 0; kk < BK / 32; ++kk)  // + 32 bytes along K
+            wgmma_s8<BN>(d, desc_at(da0, a16 + 2 * kk), desc_at(db0, kt * tap16 + 2 * kk), (kt > 0 || kk > 0) ? 1 : 0);
+          wg_commit();
+          if (++q == (uint32_t)g.KW) q = 0, a16 += row16 - (g.KW - 1) * box16;
+          else a16 += box16;
+        }
+        prev = st;
+        ++it;
+      }
+      for (int kt = kb; kt < (HALO ? kb : ke); ++kt, ++it) {
         int st = it % STAGES, ph = (it / STAGES) & 1;
         mbar_wait(&s.full[st], ph);
         wg_fence();
@@ -667,9 +742,14 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
                   (size_t)(c * OS_::ROWS + mb * 64) * OS_::OSTRIDE;
         const int brow0 = tm * BM + (PP ? mb : c) * 64;
         uint64_t* res_bar = tma_res ? &s.rres[c] : nullptr;  // one residual tile per unit: phase j & 1
+        int3 at{};  // HALO: where this consumer's 8 x 8 output block goes
+        if constexpr (HALO != 0) {
+          at = halo_tile(g, tm);
+          at.y += 8 * c;
+        }
 #define I8C_SM90_EPI_ACT(MODE_, RES_, FAST_, ACT_) \
   epilogue<BN, MODE_, RES_, FAST_, OS_::ON, ACT_>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, res_bar, \
-                                                  j & 1)
+                                                  j & 1, HALO ? &at : nullptr)
 #define I8C_SM90_EPI(MODE_, RES_)                                                       \
   if (fast && act == ACT_NONE) I8C_SM90_EPI_ACT(MODE_, RES_, true, ACT_NONE);           \
   else if (fast && act == ACT_RELU) I8C_SM90_EPI_ACT(MODE_, RES_, true, ACT_RELU);      \
@@ -731,15 +811,63 @@ static const char* make_im2col_map(CUtensorMap* map, const void* x, const ConvSh
   return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeIm2col failed";
 }
 
+// A 4-D tiled map (dims[0] innermost, strides in bytes of dims 1..3), boxes `box`, swizzled by the
+// box's inner bytes (64 or 128).
+static const char* make_map_4d(CUtensorMap* map, const void* ptr, const cuuint64_t (&dims)[4],
+                               const cuuint64_t (&strides)[3], const cuuint32_t (&box)[4]) {
+  static auto enc = driver_entry<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled");
+  if (!enc) return "cuTensorMapEncodeTiled unavailable";
+  cuuint32_t estr[4] = {1, 1, 1, 1};
+  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, const_cast<void*>(ptr), dims, strides, box, estr,
+                   CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of((int)box[0]), CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled (4-d) failed";
+}
+
+// Why a HALO conv kernel cannot take this call (nullptr: it can). Its stage holds the KW halo boxes and
+// its stores go through a 4-d output map, so: stride 1, no dilation, one k-block per filter tap
+// (C == BK), the taps' weights resident, int8 out by TMA store, no residual, no split-K.
+template <int BM, int BK, int BSLOTS, int ABYTES>
+static const char* halo_unfit(const ConvShape& c, const EpiParams& p, int splits) {
+  if (c.sh != 1 || c.sw != 1 || c.dh != 1 || c.dw != 1) return "halo conv: stride and dilation must be 1";
+  if (c.Cg != BK || c.groups != 1) return "halo conv: needs C == 64, groups 1";
+  if (c.KH * c.KW > BSLOTS) return "halo conv: more filter taps than weight slots";
+  if (c.KW * halo_box_bytes(c.KH) > ABYTES) return "halo conv: the halo boxes exceed a stage";
+  if (p.mode == FLOAT_OUT || p.residual || splits > 1) return "halo conv: int8 out only, no residual, no split-K";
+  if ((uintptr_t)p.out % 16 || p.ldo % 16) return "halo conv: output rows must be 16-byte aligned";
+  return nullptr;
+}
+
 // Launch one instantiation. conv == nullptr: linear (A = x [M, K]); else A is the im2col view of x.
+// HALO (its A stage in KB; 0: none): spatial tiles whose A comes as KW halo boxes per tile (halo_unfit
+// says when it cannot).
 template <int BM, int BN, int BK, int STAGES, bool PP, int CPS = 1, bool CONV = false, int EPI = EPI_ANY,
-          bool BUILT = false, int BSLOTS = STAGES>
+          bool BUILT = false, int BSLOTS = STAGES, int HALO = 0>
 static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K, const EpiParams& p,
                           int num_sms, int max_ctas, int splits, int32_t* ws, int* cnt, cudaStream_t stream,
                           const ConvShape* conv = nullptr) {
+  static_assert(!HALO || (CONV && !BUILT && !PP && BM == 128 && BK == 64), "HALO: a 128-row conv, 64-byte k-blocks");
+  constexpr int ABYTES = HALO ? HALO * 1024 : BM * BK;
   CUtensorMap ma, mb;
   ConvGeom g{};
-  if constexpr (BUILT) {  // A is written by the producer warpgroup from x; B is [N, KH * 32]
+  CUtensorMap mc{};
+  bool tma_out = false;
+  if constexpr (HALO != 0) {
+    const ConvShape& c = *conv;
+    if (const char* e = halo_unfit<BM, BK, BSLOTS, ABYTES>(c, p, splits)) return e;
+    const cuuint64_t xdims[4] = {(cuuint64_t)c.C, (cuuint64_t)c.W, (cuuint64_t)c.H, (cuuint64_t)c.N};
+    const cuuint64_t xstr[3] = {(cuuint64_t)c.C, (cuuint64_t)c.W * c.C, (cuuint64_t)c.H * c.W * c.C};
+    const cuuint32_t xbox[4] = {(cuuint32_t)BK, (cuuint32_t)HALO_TW, (cuuint32_t)(HALO_TH + c.KH - 1), 1};
+    if (const char* e = make_map_4d(&ma, A, xdims, xstr, xbox)) return e;
+    const cuuint64_t odims[4] = {(cuuint64_t)N, (cuuint64_t)c.OW, (cuuint64_t)c.OH, (cuuint64_t)c.N};
+    const cuuint64_t ostr[3] = {(cuuint64_t)p.ldo, (cuuint64_t)p.ldo * c.OW, (cuuint64_t)p.ldo * c.OW * c.OH};
+    const cuuint32_t obox[4] = {(cuuint32_t)BN, (cuuint32_t)HALO_TW, 8, 1};  // one consumer's 8 x 8 block
+    if (const char* e = make_map_4d(&mc, p.out, odims, ostr, obox)) return e;
+    tma_out = true;
+    const int tiles_w = (c.OW + HALO_TW - 1) / HALO_TW, tiles_h = (c.OH + HALO_TH - 1) / HALO_TH;
+    g = ConvGeom{c.OH, c.OW, 1, 1, c.pt, c.pl, 1, 1, c.KW, 1, 0, nullptr, c.H, c.W, c.C, c.KH, tiles_w, tiles_h};
+    M = c.N * tiles_h * tiles_w * BM;  // rows of the tile walk (spatial tiles, BM pixels each)
+  } else if constexpr (BUILT) {  // A is written by the producer warpgroup from x; B is [N, KH * 32]
     const ConvShape& c = *conv;
     ma = CUtensorMap{};
     g = ConvGeom{c.OH, c.OW, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw, c.KW, 1, 0, A, c.H, c.W, c.C};
@@ -753,13 +881,14 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
     if (const char* e = make_map(&ma, A, M, K, BM, BK)) return e;
   }
   if (const char* e = make_map(&mb, B, N, K, BN, BK)) return e;
-  using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS>;
+  using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS, ABYTES>;
+  static_assert(!HALO || OS_::ON, "HALO: the output must be staged for its 4-d store");
   // int8 tiles leave by TMA store when the output can be a tensor map (16-byte aligned rows)
-  CUtensorMap mc{};
-  const bool tma_out = OS_::ON && p.mode != FLOAT_OUT && (uintptr_t)p.out % 16 == 0 && p.ldo % 16 == 0 &&
-                       make_map(&mc, p.out, M, N, 64, BN, p.ldo) == nullptr;
-  size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES, BSLOTS>)) + 1024;
-  auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV, EPI, BUILT, BSLOTS>;
+  if (!HALO)
+    tma_out = OS_::ON && p.mode != FLOAT_OUT && (uintptr_t)p.out % 16 == 0 && p.ldo % 16 == 0 &&
+              make_map(&mc, p.out, M, N, 64, BN, p.ldo) == nullptr;
+  size_t smem = (OS_::ON ? OS_::OFFSET + OS_::BYTES : sizeof(Smem<BM, BN, BK, STAGES, BSLOTS, ABYTES>)) + 1024;
+  auto kern = gemm_kernel<BM, BN, BK, STAGES, PP, CPS, CONV, EPI, BUILT, BSLOTS, HALO>;
   static bool attr_set = false;  // per instantiation
   if (!attr_set) {
     if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
@@ -786,14 +915,15 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   // cost 0.3-0.7 us a layer). INT8COMPILE_SM90_RESIDENT_B=0 / 1 turns it off / on wherever possible.
   const bool can_resident = !BUILT && !PP && fixed_n && (K + BK - 1) / BK <= BSLOTS;  // fixed_n: no split-K
   const char* rb = getenv("INT8COMPILE_SM90_RESIDENT_B");
-  const bool resident_b = can_resident && (rb && *rb ? *rb == '1' : units >= 4 * grid);
+  const bool resident_b = can_resident && (HALO || (rb && *rb ? *rb == '1' : units >= 4 * grid));
+  if (HALO && !resident_b) return "halo conv: its weights must stay resident (one column block per CTA)";
   // the residual tile by TMA into the staging tile (same map shape and swizzle as the output's); not with
   // ping-pong or split-K, whose consumers do not run one epilogue per unit each.
   // INT8COMPILE_SM90_TMA_RESIDUAL=0: byte loads from global instead, for an A/B (H200, a residual on every
   // ResNet-50 conv at batch 256: 4.72 ms with the TMA load, 6.85 ms with byte loads)
   CUtensorMap mr{};
   const char* tr = getenv("INT8COMPILE_SM90_TMA_RESIDUAL");
-  const bool tma_res = tma_out && !PP && splits == 1 && p.residual && (uintptr_t)p.residual % 16 == 0 &&
+  const bool tma_res = !HALO && tma_out && !PP && splits == 1 && p.residual && (uintptr_t)p.residual % 16 == 0 &&
                        !(tr && *tr == '0') && make_map(&mr, p.residual, M, N, 64, BN, p.ldo) == nullptr;
   kern<<<grid, threads, smem, stream>>>(ma, mb, mc, M, N, K, p, splits, ws, cnt, g, fixed_n, tma_out, resident_b,
                                         mr, tma_res);

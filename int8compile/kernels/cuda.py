@@ -36,15 +36,16 @@ from __future__ import annotations
 import functools
 import math
 import os
+from dataclasses import replace
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from . import build
-from .cuda_plan import (FOLD_CHANNELS, MMA_MIN_CC, SM90_CONV_TILES, SM90_TILES, ConvQuery,  # noqa: F401
-                        alignment, fold_channels, fold_row_layout, fold_rows_for, forced_algo, im2col_unfit,
-                        plan_conv, plan_linear, route_env, sm90_config, sm90_conv_config, sm90_conv_splits)
+from .cuda_plan import (FOLD_CHANNELS, HALO_CFG, HALO_CONFIGS, MMA_MIN_CC, SM90_CONV_TILES, SM90_TILES, ConvQuery,  # noqa: F401
+                        alignment, fold_channels, fold_row_layout, fold_rows_for, forced_algo, halo_config, halo_unfit,
+                        im2col_unfit, plan_conv, plan_linear, route_env, sm90_config, sm90_conv_config, sm90_conv_splits)
 from .registry import OpCall, register
 
 TARGET = "cuda"
@@ -259,11 +260,11 @@ def _num_sms(dev: int) -> int:
     return torch.cuda.get_device_properties(dev).multi_processor_count
 
 
-def _conv_query(x: Tensor, w: Tensor, stride, padding, dilation, groups: int) -> ConvQuery:
+def _conv_query(x: Tensor, w: Tensor, stride, padding, dilation, groups: int, int8_out: bool = False) -> ConvQuery:
     cc = _capability() or (0, 0)
     return ConvQuery(*x.shape, *w.shape, tuple(stride), tuple(padding), tuple(dilation), groups,
                      alignment(x.data_ptr()), alignment(w.data_ptr()), cc,
-                     _num_sms(x.device.index or 0) if x.is_cuda else 132)
+                     _num_sms(x.device.index or 0) if x.is_cuda else 132, int8_out)
 
 
 _WS: dict = {}
@@ -334,6 +335,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
         raise ValueError(f"conv2d out must be a channels-last {(Nb, O, oh, ow)} tensor, got {tuple(out.shape)}")
     if out.numel() == 0:
         return out
+    q = replace(q, int8_out=out_dtype == torch.int8 and res is None and alignment(out.data_ptr()) == 16)
     plan = plan_conv(q, algo, cfg, splits, route_env())
     epi = (bias, scale, mult, shift, res, res_mult, res_scale, lo, hi)
     if plan.algo == "stem":
@@ -413,7 +415,8 @@ def describe_conv(call: OpCall) -> str:
         return ""
     p = call.params
     q = ConvQuery(*call.shapes["x"], *call.shapes["weight"], tuple(p["stride"]), tuple(p["padding"]),
-                  tuple(p["dilation"]), p["groups"], 16, 16, cc, _num_sms(torch.cuda.current_device()))
+                  tuple(p["dilation"]), p["groups"], 16, 16, cc, _num_sms(torch.cuda.current_device()),
+                  call.dtypes.get("out") == torch.int8 and not p.get("residual"))
     return str(plan_conv(q, env=route_env()))
 
 

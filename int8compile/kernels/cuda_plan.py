@@ -19,11 +19,19 @@ SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: 
                    8: (128, 64, 128), 10: (64, 64, 128), 11: (64, 128, 64),
                    12: (64, 64, 32), 13: (128, 64, 32), 14: (128, 64, 64),
                    15: (128, 128, 64), 16: (64, 128, 64),  # 15, 16: ping-pong consumers
-                   17: (128, 64, 64)}  # 7 with nine weight slots (a 64-channel 3x3's weights stay resident)
+                   17: (128, 64, 64),  # 7 with nine weight slots (a 64-channel 3x3's weights stay resident)
+                   18: (128, 64, 64), 19: (128, 64, 64)}  # 16 x 8-pixel tiles fed by halo boxes (HALO_CONFIGS)
+# the halo-fed convs: cfg -> (filter taps it keeps resident, bytes of its A stage). H100, batch 256
+# (benchmarks/results/cuda_2026-11-26_session4.md): 64 -> 64 3x3 at 56x56 80.9 us on 19 vs 110.1 on 17;
+# the row-folded stem (fold pass + 4x1 conv) 340.0 on 18 vs 380.7 on 7
+HALO_CONFIGS = {18: (4, 10 * 1024), 19: (9, 27 * 1024)}
+HALO_CFG = 18               # the folded stem's 4x1
+HALO_TILE = (16, 8)         # output rows x columns of a halo conv's tile
 FOLD_CHANNELS = 32          # the folded stem's channels (KW * C zero-padded), a 32-byte k-block
 FOLD_ROW_CHANNELS = 64      # ... with the rows of a row stride folded too (R * KW * C), a 64-byte k-block
 FOLD_MIN_ROWS = 128 * 132   # fold only when the conv has at least a wave of 128-row tiles
-FOLD_MAX_ROW_BYTES = 32000  # fold_window stages its input rows' window range in shared memory
+FOLD_MAX_ROW_BYTES = 32000  # fold_window's byte offsets into its staged input rows are int16
+FOLD_MAX_SMEM = 48 * 1024   # ... which it stages with the folded row in shared memory
 # the direct stem beats fold pass + folded conv on small convs, loses on large ones. ResNet-50 stem, us,
 # direct vs the row fold (H100, 2026-11-26 third session): batch 1 11.9 vs 14.6, 2: 15.2 vs 15.6,
 # 4: 18.9 vs 19.1, 8: 29.8 vs 24.9, 256: 714 vs 366 (benchmarks/results/cuda_2026-11-26_session3.md)
@@ -143,6 +151,7 @@ class ConvQuery:
     w_align: int
     cc: tuple[int, int]
     sms: int = 132
+    int8_out: bool = False  # int8 output without residual, 16-byte aligned (the halo convs' epilogue)
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -170,6 +179,8 @@ class ConvPlan:
     fold_rows: int = 1
 
     def __str__(self) -> str:
+        if self.algo == "sm90" and self.cfg in HALO_CONFIGS:
+            return f"sm90 halo {HALO_TILE[0]}x{HALO_TILE[1]} px x {SM90_CONV_TILES[self.cfg][1]} (cfg {self.cfg})"
         if self.algo == "sm90":
             bm, bn, bk = SM90_CONV_TILES[self.cfg]
             return f"sm90 {bm}x{bn}x{bk} (cfg {self.cfg})" + (f" split-K {self.splits}" if self.splits > 1 else "")
@@ -204,14 +215,55 @@ def im2col_unfit(q: ConvQuery) -> Optional[str]:
     return None
 
 
+def halo_unfit(q: ConvQuery, cfg: int = HALO_CFG) -> Optional[str]:
+    """Why halo-fed conv config cfg (HALO_CONFIGS) cannot take conv q, None if it can (the kernel's launch
+    checks the same, plus int8 output without residual or split-K): 16 x 8-pixel tiles, each stage KW
+    halo boxes of (16 + KH - 1) x 8 pixels, one 64-byte k-block per filter tap, the taps resident."""
+    taps, stage_bytes = HALO_CONFIGS[cfg]
+    if q.cc != SM90 or q.groups != 1 or q.C != 64 or q.x_align != 16:
+        return "needs sm90, groups 1, C = 64 and 16-byte aligned x"
+    if q.stride != (1, 1) or q.dilation != (1, 1):
+        return "needs stride 1 and no dilation"
+    if q.O % 16:
+        return "needs O % 16 == 0 (its output leaves through a 4-d TMA map: 16-byte rows)"
+    if q.KH * q.KW > taps or q.KW * (16 + q.KH - 1) * 8 * 64 > stage_bytes:
+        return f"config {cfg} keeps at most {taps} taps and {stage_bytes} bytes of halo per tile"
+    return None
+
+
+def halo_config(q: ConvQuery) -> Optional[int]:
+    """The halo-fed config for conv q (18 for up to 4 filter taps, else 19), None where none applies: a
+    1x1 (no halo to share), an epilogue other than int8 out (q.int8_out), less than a wave of spatial
+    tiles (small batches keep the 128-pixel row tiles), or what halo_unfit rules out."""
+    taps = q.KH * q.KW
+    if not q.int8_out or taps == 1:
+        return None
+    oh, ow = q.out_hw
+    if q.N * -(-oh // HALO_TILE[0]) * -(-ow // HALO_TILE[1]) < q.sms:
+        return None
+    cfg = 18 if taps <= HALO_CONFIGS[18][0] else 19
+    return cfg if halo_unfit(q, cfg) is None else None
+
+
 def _fold_span(q: ConvQuery) -> int:
-    """Bytes of one input row that fold_window stages: the window range of the output columns."""
-    return ((q.out_hw[1] - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C
+    """Bytes of one input row that fold_window stages: the window range of the output columns, after a
+    lead that puts the row's start on 16 bytes, rounded up to 16."""
+    lead = -(-q.padding[2] * q.C // 16) * 16
+    window = ((q.out_hw[1] - 1) * q.stride[1] + (q.KW - 1) * q.dilation[1] + 1) * q.C
+    return -(-(lead - q.padding[2] * q.C + window) // 16) * 16
+
+
+def _fold_fits(q: ConvQuery, rows: int) -> bool:
+    """fold_window can stage `rows` input rows' window range and the folded row (plus its byte and word
+    tables and 16 bytes its word loads may read past the rows) in shared memory."""
+    cp = fold_channels(rows, q.KW, q.C)
+    span = rows * _fold_span(q)
+    return span <= FOLD_MAX_ROW_BYTES and 3 * cp + q.out_hw[1] * cp + span + 16 <= FOLD_MAX_SMEM
 
 
 def _can_fold(q: ConvQuery) -> bool:
     return (q.groups == 1 and 1 < q.KW and q.KW * q.C <= FOLD_CHANNELS and q.x_align == 16 and q.cc == SM90
-            and _fold_span(q) <= FOLD_MAX_ROW_BYTES)
+            and _fold_fits(q, 1))
 
 
 def fold_rows_for(q: ConvQuery, env: RouteEnv = RouteEnv()) -> int:
@@ -219,7 +271,7 @@ def fold_rows_for(q: ConvQuery, env: RouteEnv = RouteEnv()) -> int:
     has stride 1, no padding and 64-byte k-blocks: measured faster than 32-byte ones), else 1."""
     R = q.stride[0]
     if (env.fold_rows == 1 or R == 1 or q.dilation[0] != 1 or R * q.KW * q.C > FOLD_ROW_CHANNELS
-            or R * _fold_span(q) > FOLD_MAX_ROW_BYTES):
+            or not _fold_fits(q, R)):
         return 1
     return R
 
@@ -276,8 +328,9 @@ def plan_conv(q: ConvQuery, algo: str = "auto", cfg: Optional[int] = None, split
     if algo == "sm90" and not im2col:
         algo = "mma"
     if algo == "sm90":
-        c = cfg if cfg is not None else env.conv_cfg if env.conv_cfg is not None else \
-            sm90_conv_config(q.rows, q.O, q.C, q.KH * q.KW * q.C, q.sms)
+        c = cfg if cfg is not None else env.conv_cfg if env.conv_cfg is not None else halo_config(q)
+        if c is None:
+            c = sm90_conv_config(q.rows, q.O, q.C, q.KH * q.KW * q.C, q.sms)
         return ConvPlan("sm90", cfg=c, splits=splits if splits is not None else env.conv_splits)
     if algo == "depthwise" and not depthwise:
         algo = "mma"
