@@ -19,7 +19,7 @@ namespace i8c {
 // MMAs within the CTA): 15 = 128x128 BK 64 (4 stages), 16 = 64x128 BK 64 (6).
 // 17 = 7 with nine weight slots: a 64-channel 3x3 keeps its weights resident (9 x 4 KB) at two CTAs
 // per SM, so each stage loads only the im2col A tile (a third less L2 traffic for that layer).
-// HALO (next/halo-stem, not yet run on a GPU): 128-pixel spatial tiles (16 rows x 8 columns) whose stage
+// HALO (cuda_plan.halo_config routes to them): 128-pixel spatial tiles (16 rows x 8 columns) whose stage
 // holds the tile's input halo as KW boxes of (16 + KH - 1) x 8 pixels (box q shifted by q columns), read
 // by every filter tap at a fixed offset; int8 out only, C = 64, stride 1 (launch's halo_unfit), weights
 // resident, two CTAs per SM. 18 = KH * KW <= 4 (the folded stem's 4x1: 9.5 KB per tile against 4 x 8 KB

@@ -43,9 +43,10 @@ import torch
 from torch import Tensor
 
 from . import build
-from .cuda_plan import (FOLD_CHANNELS, HALO_CFG, HALO_CONFIGS, MMA_MIN_CC, SM90_CONV_TILES, SM90_TILES, ConvQuery,  # noqa: F401
-                        alignment, fold_channels, fold_row_layout, fold_rows_for, forced_algo, halo_config, halo_unfit,
-                        im2col_unfit, plan_conv, plan_linear, route_env, sm90_config, sm90_conv_config, sm90_conv_splits)
+from .cuda_plan import (FOLD_CHANNELS, HALO_CFG, HALO_CONFIGS, MMA_MIN_CC, SM90_CONV_TILES,  # noqa: F401
+                        SM90_TILES, ConvQuery, alignment, fold_channels, fold_row_layout, fold_rows_for,
+                        forced_algo, halo_config, halo_unfit, im2col_unfit, plan_conv, plan_linear, route_env,
+                        sm90_config, sm90_conv_config, sm90_conv_splits)
 from .registry import OpCall, register
 
 TARGET = "cuda"
