@@ -136,8 +136,7 @@ static void quant_t(const T* x, int8_t* q, long long n, int layout, int N, int C
 // KW * C run when dw = 1: most of them) is two aligned 4-byte shared loads and a funnel shift, a word of
 // padding channels is zero, and only words straddling two runs gather bytes. (Byte loads everywhere
 // made the pass latency- and load-instruction-bound: 135 us for the ResNet-50 stem at batch 256 on an
-// H100.) The row is assembled in shared memory and leaves in consecutive 16-byte stores, while the
-// block's next input rows are already being loaded.
+// H100.) The row is assembled in shared memory and leaves in consecutive 16-byte stores.
 constexpr int FOLD_ZERO_WORD = -1, FOLD_MIXED_WORD = -2;
 __global__ void fold_window(const int8_t* __restrict__ x, int8_t* __restrict__ y, int N, int H, int I, int W,
                             int C, int OW, int KW, int sw, int dw, int pl, int R, int row_step, int row_off,
@@ -166,36 +165,29 @@ __global__ void fold_window(const int8_t* __restrict__ x, int8_t* __restrict__ y
   int kind[4];
 #pragma unroll
   for (int w = 0; w < 4; ++w) kind[w] = woff[chunk * 4 + w];
-  const int segs = span / 16, units = R * segs, first = lead - pl * C;
-  // 16-byte unit u of folded row `row`'s staged input rows (unit u sits at srows + 16 u: span = 16 segs)
-  auto unit = [&](int row, int u) {
-    const int n = row / I, i = row - n * I, r = u / segs, src = (u - r * segs) * 16 - lead;
-    const int h = i * row_step - row_off + r, row_bytes = W * C;
-    int4 v = make_int4(0, 0, 0, 0);
-    if (h >= 0 && h < H && src < row_bytes && src + 16 > 0) {
-      const int8_t* xr = x + ((long long)n * H + h) * row_bytes;
-      if (vec && src >= 0 && src + 16 <= row_bytes) {
-        v = *reinterpret_cast<const int4*>(xr + src);
-      } else {  // the row's ends (or rows that are not 16-byte aligned)
-        uint32_t b[4] = {0, 0, 0, 0};
-#pragma unroll
-        for (int e = 0; e < 16; ++e)
-          if (src + e >= 0 && src + e < row_bytes) b[e >> 2] |= (uint32_t)(uint8_t)xr[src + e] << (8 * (e & 3));
-        v = make_int4((int)b[0], (int)b[1], (int)b[2], (int)b[3]);
-      }
-    }
-    return v;
-  };
-  // each thread's first unit of the block's next row is loaded while this row is gathered and stored
-  int4 ahead = make_int4(0, 0, 0, 0);
-  if (threadIdx.x < units && blockIdx.x < N * I) ahead = unit(blockIdx.x, threadIdx.x);
+  const int segs = span / 16, row_bytes = W * C, first = lead - pl * C;
   for (int row = blockIdx.x; row < N * I; row += gridDim.x) {
+    const int n = row / I, i = row - n * I;
     __syncthreads();  // the previous row's gathers and stores are done
-    if (threadIdx.x < units) reinterpret_cast<int4*>(srows)[threadIdx.x] = ahead;
-    for (int u = threadIdx.x + blockDim.x; u < units; u += blockDim.x)  // rows wider than 16 x blockDim bytes
-      reinterpret_cast<int4*>(srows)[u] = unit(row, u);
+    for (int u = threadIdx.x; u < R * segs; u += blockDim.x) {
+      const int r = u / segs, t = (u - r * segs) * 16, src = t - lead;
+      const int h = i * row_step - row_off + r;
+      int4 v = make_int4(0, 0, 0, 0);
+      if (h >= 0 && h < H && src < row_bytes && src + 16 > 0) {
+        const int8_t* xr = x + ((long long)n * H + h) * row_bytes;
+        if (vec && src >= 0 && src + 16 <= row_bytes) {
+          v = *reinterpret_cast<const int4*>(xr + src);
+        } else {  // the row's ends (or rows that are not 16-byte aligned)
+          uint32_t b[4] = {0, 0, 0, 0};
+#pragma unroll
+          for (int e = 0; e < 16; ++e)
+            if (src + e >= 0 && src + e < row_bytes) b[e >> 2] |= (uint32_t)(uint8_t)xr[src + e] << (8 * (e & 3));
+          v = make_int4((int)b[0], (int)b[1], (int)b[2], (int)b[3]);
+        }
+      }
+      *reinterpret_cast<int4*>(srows + r * span + t) = v;
+    }
     __syncthreads();
-    if (threadIdx.x < units && row + gridDim.x < N * I) ahead = unit(row + gridDim.x, threadIdx.x);
     for (int ow = (warp / chunks) * 32 + lane; ow < OW; ow += pix_step) {
       const int base = first + ow * sw * C;
       uint32_t w4[4];
