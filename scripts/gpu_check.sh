@@ -8,8 +8,9 @@
 #   resident_b: the kernel tests with INT8COMPILE_SM90_RESIDENT_B=1 (weights tile loaded once per CTA
 #   wherever possible; by default only where a CTA runs >= 4 tiles, which the small test shapes rarely reach)
 #   models: benchmarks/bench_cuda_models.py (whole models vs fp16 eager / inductor / torchao), MODELS_ARGS="..."
-#   CUDA_BUILD_TGZ=out/cuda_build.tgz: reuse a build carried from an earlier machine when csrc/cuda is
-#   unchanged (scripts/cuda_build_cache.sh); the build is saved to $OUT/cuda_build.tgz for the next call,
+#   CUDA_BUILD_TGZ=out/cuda_build.tgz: reuse a build carried from an earlier machine for the files of
+#   csrc/cuda it was made from (scripts/cuda_build_cache.sh; a warm machine keeps its own); the build is
+#   saved to $OUT/cuda_build.tgz for the next call,
 #   as $OUT/cuda_build.tgz.part-aa, -ab, ... when over 15 MB (copy the parts into out/, carry them)
 set -uo pipefail
 OUT=${OUT:-$PWD/out/gpu_check}
