@@ -317,9 +317,9 @@ HALO_CASES = [  # (config, conv case: N, C, H, W, O, KH, KW, stride, padding, di
 @pytest.mark.parametrize("cfg,case", HALO_CASES,
                          ids=[f"cfg{c}-{x[0]}x{x[2]}x{x[3]}-o{x[4]}k{x[5]}x{x[6]}" for c, x in HALO_CASES])
 def test_conv2d_sm90_halo(cfg, case):
-    """The halo-fed conv (config HALO_CFG: 16 x 8-pixel tiles, one input halo box per tile, each filter
-    tap's A operand at a fixed offset in it) bit-exact with int8 out, float / fixed requant, with the
-    clamp-free and the min/max epilogues."""
+    """The halo-fed convs (configs 18, 19: 16 x 8-pixel tiles, KW column-shifted input halo boxes per
+    tile, each filter tap's A operand at a fixed offset in them) bit-exact with int8 out, float / fixed
+    requant, with the clamp-free (none, relu) and the min/max (relu6) epilogues."""
     g = torch.Generator().manual_seed(hash(("halo", cfg, case)) & 0xFFFF_FFFF)
     failures = [f for mode in ("float", "fixed") for act in ("none", "relu", "relu6")
                 if (f := conv_mismatch(case, (mode, False, torch.int8, act), g, "sm90", cfg))]
@@ -329,6 +329,7 @@ def test_conv2d_sm90_halo(cfg, case):
 @needs_cuda
 @pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
 def test_folded_stem_on_the_halo_conv():
+    """fold_window's output (not 16-byte input rows: byte staging) through config 18, forced."""
     g = torch.Generator().manual_seed(11)
     failures = [f for v in (EPI_VARIANTS[0], ("fixed", False, torch.int8, "relu"))
                 if (f := conv_mismatch(FOLDED_STEM, v, g, "fold", ck.HALO_CFG))]
