@@ -195,3 +195,47 @@ def test_halo_routing():
     folded = cp.ConvQuery(256, 64, 115, 112, 64, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1, 16, 16, H100, 132, True)
     assert cp.plan_conv(folded, "sm90") == cp.ConvPlan("sm90", cfg=18)
     assert cp.plan_conv(conv(256, 64, 56, 64, 3, int8_out=True), cfg=17).cfg == 17   # a forced config wins
+
+
+def test_describe_plan_names_the_folded_convs_kernel():
+    stem = conv(256, 3, 224, 64, 7, 2, int8_out=True)
+    assert cp.folded_query(stem, 2) == cp.ConvQuery(256, 64, 115, 112, 64, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1,
+                                                    16, 16, H100, 132, True)
+    fold = "fold pass + sm90 over 2 rows x KW x C folded channels"
+    assert cp.describe_plan(stem, cp.plan_conv(stem)) == f"{fold}: sm90 halo 16x8 px x 64 (cfg 18)"
+    residual = conv(256, 3, 224, 64, 7, 2)
+    assert cp.describe_plan(residual, cp.plan_conv(residual)) == f"{fold}: sm90 128x64x64 (cfg 7)"
+    columns = cp.RouteEnv(fold_rows=1)
+    assert cp.describe_plan(stem, cp.plan_conv(stem, env=columns), columns) == \
+        "fold pass + sm90 over KW x C folded channels: sm90 128x64x32 (cfg 13)"
+    q = conv(256, 64, 56, 64, 3, int8_out=True)
+    assert cp.describe_plan(q, cp.plan_conv(q)) == str(cp.plan_conv(q))
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_folded_query_is_the_geometry_the_fold_runs(rows, monkeypatch):
+    """cuda._conv2d_folded (with the extension faked: only its arguments are looked at, so this runs on a
+    CPU) hands the folded conv the shapes and geometry folded_query describes."""
+    import torch
+    from int8compile.kernels import cuda as ck
+    calls = {}
+
+    class FakeExt:
+        def fold_window(self, x, y, *args):
+            calls["folded"] = tuple(y.shape)
+
+        def conv2d(self, x, w, out, *args):
+            calls["conv"] = (tuple(x.shape), tuple(w.shape), *(tuple(a) for a in args[9:12]))
+
+    monkeypatch.setattr(ck, "ext", lambda: FakeExt())
+    N, C, H, W, O, k, s, p = 2, 3, 30, 26, 64, 7, 2, 3
+    x = torch.zeros((N, C, H, W), dtype=torch.int8).contiguous(memory_format=torch.channels_last)
+    w = torch.zeros((O, k, k, C), dtype=torch.int8)
+    q = ck._conv_query(x, w, (s, s), (p, p, p, p), (1, 1), 1)
+    oh, ow = q.out_hw
+    out = torch.empty((N, O, oh, ow), dtype=torch.int8).contiguous(memory_format=torch.channels_last)
+    epi = (None, torch.ones(O), None, None, None, None, 0.0, -128.0, 127.0)
+    ck._conv2d_folded(x, w, epi, torch.int8, (s, s), (p, p, p, p), (1, 1), out, None, rows)
+    f = cp.folded_query(q, rows)
+    assert calls["folded"] == (f.N, f.C, f.H, f.W)
+    assert calls["conv"] == ((f.N, f.C, f.H, f.W), (f.O, f.KH, f.KW, f.Cg), f.stride, f.padding, f.dilation)

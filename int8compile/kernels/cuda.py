@@ -46,7 +46,7 @@ from . import build
 from .cuda_plan import (FOLD_CHANNELS, HALO_CFG, HALO_CONFIGS, MMA_MIN_CC, SM90_CONV_TILES,  # noqa: F401
                         SM90_TILES, ConvQuery, alignment, fold_channels, fold_row_layout, fold_rows_for,
                         forced_algo, halo_config, halo_unfit, im2col_unfit, plan_conv, plan_linear, route_env,
-                        sm90_config, sm90_conv_config, sm90_conv_splits)
+                        sm90_config, sm90_conv_config, sm90_conv_splits, describe_plan, folded_query)
 from .registry import OpCall, register
 
 TARGET = "cuda"
@@ -418,7 +418,8 @@ def describe_conv(call: OpCall) -> str:
     q = ConvQuery(*call.shapes["x"], *call.shapes["weight"], tuple(p["stride"]), tuple(p["padding"]),
                   tuple(p["dilation"]), p["groups"], 16, 16, cc, _num_sms(torch.cuda.current_device()),
                   call.dtypes.get("out") == torch.int8 and not p.get("residual"))
-    return str(plan_conv(q, env=route_env()))
+    env = route_env()
+    return describe_plan(q, plan_conv(q, env=env), env)
 
 
 @register("linear", TARGET, priority=PRIORITY, check=check_linear, device="cuda", describe=describe_linear)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 # wgmma GEMM tiles (gemm_sm90.cu): cfg -> (BM, BN)
@@ -288,6 +288,27 @@ def fold_row_layout(rows: int, KH: int, H: int, OH: int, pad_top: int) -> tuple[
     if rows == 1:
         return H, 1, 0
     return OH + -(-KH // rows) - 1, rows, pad_top
+
+
+def folded_query(q: ConvQuery, rows: int) -> ConvQuery:
+    """The conv that runs over fold_window's output for conv q folded by `rows` input rows (the geometry
+    cuda._conv2d_folded gives it): fold_channels(rows, KW, C) channels, one filter column; KH rows with the
+    row stride and padding (rows = 1) or ceil(KH / rows) rows with stride 1 and no padding."""
+    oh, ow = q.out_hw
+    cp = fold_channels(rows, q.KW, q.C)
+    folded = replace(q, C=cp, H=fold_row_layout(rows, q.KH, q.H, oh, q.padding[0])[0], W=ow, KW=1, Cg=cp,
+                     x_align=16, w_align=16)
+    if rows == 1:
+        return replace(folded, stride=(q.stride[0], 1), padding=(q.padding[0], q.padding[1], 0, 0),
+                       dilation=(q.dilation[0], 1))
+    return replace(folded, KH=-(-q.KH // rows), stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1))
+
+
+def describe_plan(q: ConvQuery, plan: ConvPlan, env: RouteEnv = RouteEnv()) -> str:
+    """str(plan), and for a fold the folded conv's own plan: what the report and the benchmark show."""
+    if plan.algo != "fold":
+        return str(plan)
+    return f"{plan}: {plan_conv(folded_query(q, plan.fold_rows), 'sm90', plan.cfg, env=env)}"
 
 
 def _can_stem(q: ConvQuery) -> bool:
