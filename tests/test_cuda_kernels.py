@@ -328,6 +328,22 @@ def test_conv2d_sm90_halo(cfg, case):
 
 @needs_cuda
 @pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+@pytest.mark.parametrize("cfg", sorted(ck.HALO_CONFIGS))
+def test_halo_ring_wraps(cfg):
+    """12 halo tiles per SM: every CTA runs more tiles than its config has stages, so each stage's
+    mbarrier phases wrap (the small halo cases run one tile per CTA)."""
+    KH, KW = (3, 3) if ck.HALO_CONFIGS[cfg][0] >= 9 else (4, 1)
+    pad = (KH // 2, KH // 2, KW // 2, KW // 2)
+    N = -(-12 * ck._num_sms(0) // 8)                      # 28 x 28 outputs: 2 x 4 tiles per image
+    case = (N, 64, 28 + KH - 1 - 2 * pad[0], 28, 64, KH, KW, (1, 1), pad, (1, 1), 1)
+    g = torch.Generator().manual_seed(hash(("wrap", cfg)) & 0xFFFF_FFFF)
+    failures = [f for v in (("float", False, torch.int8, "none"), ("fixed", False, torch.int8, "relu6"))
+                if (f := conv_mismatch(case, v, g, "sm90", cfg))]
+    assert not failures, failures
+
+
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
 def test_folded_stem_on_the_halo_conv():
     """fold_window's output (not 16-byte input rows: byte staging) through config 18, forced."""
     g = torch.Generator().manual_seed(11)
