@@ -201,6 +201,8 @@ def test_describe_plan_names_the_folded_convs_kernel():
     stem = conv(256, 3, 224, 64, 7, 2, int8_out=True)
     assert cp.folded_query(stem, 2) == cp.ConvQuery(256, 64, 115, 112, 64, 4, 1, 64, (1, 1), (0, 0, 0, 0), (1, 1), 1,
                                                     16, 16, H100, 132, True)
+    assert cp.folded_query(stem, 1) == cp.ConvQuery(256, 32, 224, 112, 64, 7, 1, 32, (2, 1), (3, 3, 0, 0), (1, 1), 1,
+                                                    16, 16, H100, 132, True)
     fold = "fold pass + sm90 over 2 rows x KW x C folded channels"
     assert cp.describe_plan(stem, cp.plan_conv(stem)) == f"{fold}: sm90 halo 16x8 px x 64 (cfg 18)"
     residual = conv(256, 3, 224, 64, 7, 2)
@@ -215,7 +217,8 @@ def test_describe_plan_names_the_folded_convs_kernel():
 @pytest.mark.parametrize("rows", [1, 2])
 def test_folded_query_is_the_geometry_the_fold_runs(rows, monkeypatch):
     """cuda._conv2d_folded (with the extension faked: only its arguments are looked at, so this runs on a
-    CPU) hands the folded conv the shapes and geometry folded_query describes."""
+    CPU) allocates the folded tensor and hands the folded conv the shapes and geometry folded_query
+    describes."""
     import torch
     from int8compile.kernels import cuda as ck
     calls = {}
@@ -235,7 +238,7 @@ def test_folded_query_is_the_geometry_the_fold_runs(rows, monkeypatch):
     oh, ow = q.out_hw
     out = torch.empty((N, O, oh, ow), dtype=torch.int8).contiguous(memory_format=torch.channels_last)
     epi = (None, torch.ones(O), None, None, None, None, 0.0, -128.0, 127.0)
-    ck._conv2d_folded(x, w, epi, torch.int8, (s, s), (p, p, p, p), (1, 1), out, None, rows)
+    ck._conv2d_folded(x, w, q, epi, torch.int8, out, None, rows)
     f = cp.folded_query(q, rows)
     assert calls["folded"] == (f.N, f.C, f.H, f.W)
     assert calls["conv"] == ((f.N, f.C, f.H, f.W), (f.O, f.KH, f.KW, f.Cg), f.stride, f.padding, f.dilation)

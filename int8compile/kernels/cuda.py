@@ -342,7 +342,7 @@ def conv2d_impl(x: Tensor, weight: Tensor, bias, scale, mult, shift, residual, r
     if plan.algo == "stem":
         ext().conv2d_stem(xc, _fold_weight(w), out, *epi, q.KW, stride, padding, dilation)
     elif plan.algo == "fold":
-        _conv2d_folded(xc, w, epi, out_dtype, stride, padding, dilation, out, plan.cfg, plan.fold_rows)
+        _conv2d_folded(xc, w, q, epi, out_dtype, out, plan.cfg, plan.fold_rows)
     elif plan.algo == "sm90":
         ws, cnt = _workspace(dev, q.rows, O) if plan.splits > 1 else (None, None)
         ext().conv2d(xc, w, out, *epi, stride, padding, dilation, groups, 4, plan.cfg, plan.splits, ws, cnt)
@@ -377,26 +377,20 @@ def _fold_weight(w: Tensor, rows: int = 1) -> Tensor:
     return wf
 
 
-def _conv2d_folded(x: Tensor, w: Tensor, epi: tuple, out_dtype, stride, padding, dilation, out: Tensor,
+def _conv2d_folded(x: Tensor, w: Tensor, q: ConvQuery, epi: tuple, out_dtype, out: Tensor,
                    cfg: Optional[int] = None, rows: int = 1) -> Tensor:
     """A conv with few input channels (the RGB stem) as a conv over its window folded into channels by
     fold_window: `rows` input rows x KW filter columns x C channels per folded pixel. rows = 1: a KH x 1
     conv with the row stride and padding; rows = the row stride: a ceil(KH / rows) x 1 conv with stride 1
-    and no padding (folded row i holds input rows i * rows - top padding + r). Same sums, so bit-exact.
-    The folded input is Cp / (C * column stride) times the input (2.7x for a 7x7 stride-2 RGB stem)."""
-    Nb, C, H, W = x.shape
-    KH, KW = w.shape[1:3]
-    OH, OW = out.shape[2:]
-    folded_rows, row_step, row_off = fold_row_layout(rows, KH, H, OH, padding[0])
-    xf = torch.empty((Nb, fold_channels(rows, KW, C), folded_rows, OW), dtype=torch.int8, device=x.device,
-                     memory_format=torch.channels_last)
-    ext().fold_window(x, xf, KW, stride[1], dilation[1], padding[2], rows, row_step, row_off)
+    and no padding (folded row i holds input rows i * rows - top padding + r); cuda_plan.folded_query
+    gives that conv. Same sums, so bit-exact. The folded input is Cp / (C * column stride) times the
+    input (2.7x for a 7x7 stride-2 RGB stem)."""
+    f = folded_query(q, rows)
+    _, row_step, row_off = fold_row_layout(rows, q.KH, q.H, q.out_hw[0], q.padding[0])
+    xf = torch.empty((f.N, f.C, f.H, f.W), dtype=torch.int8, device=x.device, memory_format=torch.channels_last)
+    ext().fold_window(x, xf, q.KW, q.stride[1], q.dilation[1], q.padding[2], rows, row_step, row_off)
     wf = _fold_weight(w, rows).unsqueeze(2)
-    if rows == 1:
-        geometry = (stride[0], 1), (padding[0], padding[1], 0, 0), (dilation[0], 1)
-    else:
-        geometry = (1, 1), (0, 0, 0, 0), (1, 1)
-    return conv2d_impl(xf, wf, *epi, out_dtype, *geometry, 1, algo="sm90", out=out, cfg=cfg)
+    return conv2d_impl(xf, wf, *epi, out_dtype, f.stride, f.padding, f.dilation, 1, algo="sm90", out=out, cfg=cfg)
 
 
 def describe_linear(call: OpCall) -> str:
