@@ -230,7 +230,8 @@ def conv_layer(batch, C, O, k, s, p, H, sweep_cfg=False, ab_envs=(), ab_acts=())
     for act in ab_acts:
         r[f"ours {act}"] = ours(*ACTS[act])
     q = ck._conv_query(xs[0], w, (s, s), (p, p, p, p), (1, 1), 1, int8_out=not RESIDUAL)
-    plan = ck.describe_plan(q, ck.plan_conv(q, env=ck.route_env()), ck.route_env())
+    env = ck.route_env()
+    plan = ck.describe_plan(q, ck.plan_conv(q, env=env), env)
     if k > 1 and k * C <= ck.FOLD_CHANNELS:  # the stem: also direct, as a folded conv, and its fold pass alone
         r["direct stem"] = ours(algo="stem")
         r["folded conv"] = ours(algo="fold")

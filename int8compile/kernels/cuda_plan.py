@@ -226,7 +226,7 @@ def halo_unfit(q: ConvQuery, cfg: int = HALO_CFG) -> Optional[str]:
         return "needs stride 1 and no dilation"
     if q.O % 16:
         return "needs O % 16 == 0 (its output leaves through a 4-d TMA map: 16-byte rows)"
-    if q.KH * q.KW > taps or q.KW * (16 + q.KH - 1) * 8 * 64 > stage_bytes:
+    if q.KH * q.KW > taps or q.KW * (HALO_TILE[0] + q.KH - 1) * HALO_TILE[1] * q.C > stage_bytes:
         return f"config {cfg} keeps at most {taps} taps and {stage_bytes} bytes of halo per tile"
     return None
 
