@@ -302,6 +302,22 @@ def test_conv2d_sm90_every_tile(case):
     assert not failures, failures
 
 
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+@pytest.mark.parametrize("case", [(2, 64, 16, 16, 2200, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+                                  (1, 64, 12, 12, 2200, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)],
+                         ids=["1x1", "3x3"])
+def test_conv2d_sm90_tiles_without_fixed_columns(case):
+    """O = 2200 makes more than 16 column blocks for every tile config, so no CTA keeps one column block
+    (fixed_n) and each tile stages its own channel parameters: in the float-requant kernels that
+    includes the bias row the accumulators start from (bias_init), staged before the tile's MMAs.
+    Channels 0 / 1 carry +-2^31 biases, so their tiles also take the bias back out (bias_remove)."""
+    g = torch.Generator().manual_seed(hash(("columns", case)) & 0xFFFF_FFFF)
+    failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0 and cfg not in ck.HALO_CONFIGS
+                for v in EPI_VARIANTS[:3] if (f := conv_mismatch(case, v, g, "sm90", cfg))]
+    assert not failures, failures
+
+
 HALO_CASES = [  # (config, conv case: N, C, H, W, O, KH, KW, stride, padding, dilation, groups), C = 64
     (18, (3, 64, 9, 11, 208, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # 1x1; tiles past the right / bottom
     (18, (2, 64, 21, 16, 64, 4, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # the folded stem's 4x1 shape

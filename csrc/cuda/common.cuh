@@ -180,6 +180,14 @@ __device__ __forceinline__ bool chan_store(const EpiParams& p, const ChanRegs<PE
   return fast;
 }
 
+// Only the bias row of chan_store's layout (ep[0 .. count)).
+template <int PER>
+__device__ __forceinline__ void stage_bias(const ChanRegs<PER>& r, int32_t* ep, int count, int tid, int nthreads) {
+#pragma unroll
+  for (int k = 0; k < PER; ++k)
+    if (tid + k * nthreads < count) ep[tid + k * nthreads] = r.b[k];
+}
+
 __device__ __forceinline__ ChanP chan_from_fast(const int32_t* ep, int stride, int i) {
   ChanP q = chan_from(ep, stride, i);
   const int4 r = reinterpret_cast<const int4*>(ep + 4 * stride)[i];

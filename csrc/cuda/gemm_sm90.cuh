@@ -316,22 +316,35 @@ struct TileWalk {
 // output-heavy layers).
 // RES_STAGED: the residual tile was TMA-loaded into otile (same swizzle, zero outside the output), so
 // each thread reads its residual pair from the 16-bit slot its result then overwrites.
-template <int BN, int MODE, bool RES, int ACT, bool RES_STAGED = false>
+// BIAS_IN_ACC (float requant): the accumulators started at the bias (bias_init), so only the two
+// channels' scales are read (one 8-byte LDS from the scale row of ep) and nothing is added.
+template <int BN, int MODE, bool RES, int ACT, bool RES_STAGED = false, bool BIAS_IN_ACC = false>
 __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d, int r0, int lr, int n0, int M,
                                            int N, const int32_t* ep, int8_t* otile) {
-  const int4* rec = reinterpret_cast<const int4*>(ep + 4 * BN);
+  static_assert(!BIAS_IN_ACC || MODE == INT8_FLOAT, "the bias goes into the accumulators in float requant only");
   const int lane = threadIdx.x & 31;
   const int swz = ostage_off<BN>(lr, 0) - lr * BN;  // x: the XOR term of this thread's rows
   int8_t* row_base = otile + lr * BN + 2 * (lane & 3);
+  // channels cl, cl + 1 as fast records ({bias, scale bits} in float requant, chan_store)
+  auto records = [&](int cl, int4& q0, int4& q1) {
+    if constexpr (BIAS_IN_ACC) {
+      const int2 sc = *reinterpret_cast<const int2*>(ep + BN + cl);
+      q0 = make_int4(0, sc.x, 0, 0), q1 = make_int4(0, sc.y, 0, 0);
+    } else {
+      const int4* rec = reinterpret_cast<const int4*>(ep + 4 * BN);
+      q0 = rec[cl], q1 = rec[cl + 1];
+    }
+  };
   // the channel records are read one column block ahead: each LDS's latency then overlaps the previous
   // block's arithmetic instead of stalling the bias add (ncu: short-scoreboard stalls on it)
-  int4 next0 = rec[2 * (lane & 3)], next1 = rec[2 * (lane & 3) + 1];
+  int4 next0, next1;
+  records(2 * (lane & 3), next0, next1);
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
     const int cl = 8 * j + 2 * (lane & 3);
     int8_t* at = row_base + ((16 * (j / 2)) ^ swz) + 8 * (j % 2);
     const int4 q0 = next0, q1 = next1;
-    if (j + 1 < BN / 8) next0 = rec[cl + 8], next1 = rec[cl + 9];
+    if (j + 1 < BN / 8) records(cl + 8, next0, next1);
     const int rm0 = RES ? ep[3 * BN + cl] : 0, rm1 = RES ? ep[3 * BN + cl + 1] : 0;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -355,11 +368,12 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
 // leave by TMA store (tmC, whose store thread has waited for the tile's previous store to be read) or
 // with 16-byte copies (tmC == nullptr); brow0: its first global row. res_bar: the residual tile was
 // TMA-loaded into otile (after the previous store had read it), complete at phase res_phase.
-template <int BN, int MODE, bool RES, bool FAST, bool STAGED, int ACT = ACT_CLAMP>
+template <int BN, int MODE, bool RES, bool FAST, bool STAGED, int ACT = ACT_CLAMP, bool BIAS_IN_ACC = false>
 __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
                                          int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id,
                                          const CUtensorMap* tmC, uint64_t* res_bar = nullptr, int res_phase = 0,
                                          const int3* at = nullptr) {
+  static_assert(!BIAS_IN_ACC || (FAST && STAGED), "the bias is in the accumulators for the staged fast epilogue only");
   int lane = threadIdx.x & 31;
   int r0 = row0 + (lane >> 2);
   bool ok0 = r0 < M, ok1 = (r0 + 8) < M;
@@ -373,8 +387,8 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
     }
     int lr = r0 - brow0;
     if constexpr (FAST) {
-      if (RES && res_bar) stage_fast<BN, MODE, RES, ACT, true>(p, d, r0, lr, n0, M, N, ep, otile);
-      else stage_fast<BN, MODE, RES, ACT>(p, d, r0, lr, n0, M, N, ep, otile);
+      if (RES && res_bar) stage_fast<BN, MODE, RES, ACT, true, BIAS_IN_ACC>(p, d, r0, lr, n0, M, N, ep, otile);
+      else stage_fast<BN, MODE, RES, ACT, false, BIAS_IN_ACC>(p, d, r0, lr, n0, M, N, ep, otile);
     } else {
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
@@ -410,6 +424,39 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
       if (ok0) epi_store2q<MODE, RES, FAST>(p, r0, c, d[4 * j + 0], d[4 * j + 1], v0, v1, q0, q1);
       if (ok1) epi_store2q<MODE, RES, FAST>(p, r0 + 8, c, d[4 * j + 2], d[4 * j + 3], v0, v1, q0, q1);
     }
+  }
+}
+
+// BIAS_ACC kernels: each accumulator starts at its column's bias, so the fast float epilogue adds
+// nothing (one instruction fewer per output). The biases come from the tile's bias row in shared memory
+// (ep, as chan_store lays it out), one 8-byte load per row pair straight into the accumulators: ptxas
+// serialises the wgmma (C7515) when a global load (or a select of one) defines an accumulator.
+template <int BN, int WGM>
+__device__ __forceinline__ void bias_init(int32_t* d, const int32_t* ep_bias) {
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    const uint32_t at = smem_u32(ep_bias + 8 * j + 2 * (threadIdx.x & 3));
+#pragma unroll
+    for (int mb = 0; mb < WGM; ++mb)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // volatile: two loads, not one load and two moves
+        int32_t* dd = d + mb * (BN / 2) + 4 * j + 2 * h;
+        asm volatile("ld.shared.v2.s32 {%0, %1}, [%2];" : "=r"(dd[0]), "=r"(dd[1]) : "r"(at));
+      }
+  }
+}
+
+// A BIAS_ACC tile whose channels do not allow the fast epilogue: take the bias out again (exact, as
+// int32 arithmetic wraps) for the general epilogue, which adds it itself.
+template <int BN, int WGM>
+__device__ __forceinline__ void bias_remove(int32_t* d, const int32_t* ep_bias) {
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) {
+    const int cl = 8 * j + 2 * (threadIdx.x & 3);
+#pragma unroll
+    for (int mb = 0; mb < WGM; ++mb)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) d[mb * (BN / 2) + 4 * j + i] -= ep_bias[cl + (i & 1)];
   }
 }
 
@@ -542,6 +589,9 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
   constexpr int ABYTES = HALO ? HALO * 1024 : BM * BK;
   using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS, ABYTES>;
+  // float requant in a kernel specialised to it, int8 tiles staged: the accumulators start at the bias
+  // (bias_init; every wgmma accumulates), so the fast epilogue adds none (stage_fast)
+  constexpr bool BIAS_ACC = EPI != EPI_ANY && epi_mode(EPI) == INT8_FLOAT && OS_::ON;
   extern __shared__ uint8_t smem_raw[];
   // 1024-byte aligned (128-byte swizzle atoms) by pointer arithmetic on the shared array, not an integer
   // round trip, so the compiler still knows every pointer below is shared (LDS / STS, not generic LD / ST)
@@ -666,8 +716,16 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       }
       ChanRegs<PER> chan;  // otherwise per tile: loaded now, the latency hidden behind the main loop
       if (!fixed_n) chan = chan_load<PER>(p, n0, BN, N, tid, 128);
+      if constexpr (BIAS_ACC) {
+        if (!fixed_n) {  // this tile's biases into the bias row now (the last epilogue is done with ep)
+          stage_bias(chan, s.ep[c], BN, tid, 128);
+          asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");
+        }
+        bias_init<BN, WGM>(d, s.ep[c]);
+      } else {
 #pragma unroll
-      for (int i = 0; i < WGM * BN / 2; ++i) d[i] = 0;
+        for (int i = 0; i < WGM * BN / 2; ++i) d[i] = 0;
+      }
       // Ping-pong order: a consumer waits on its unit's stages only after the other consumer has
       // waited on all of its previous unit's stages, so no mbarrier is waited on more than one phase
       // ahead (parity waits cannot tell phase n from n + 2).
@@ -688,7 +746,8 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
           wg_fence();
 #pragma unroll
           for (int kk = 0; kk < BK / 32; ++kk)  // + 32 bytes along K
-            wgmma_s8<BN>(d, desc_at(da0, a16 + 2 * kk), desc_at(db0, kt * tap16 + 2 * kk), (kt > 0 || kk > 0) ? 1 : 0);
+            wgmma_s8<BN>(d, desc_at(da0, a16 + 2 * kk), desc_at(db0, kt * tap16 + 2 * kk),
+                         (BIAS_ACC || kt > 0 || kk > 0) ? 1 : 0);
           wg_commit();
           if (++q == (uint32_t)g.KW) q = 0, a16 += row16 - (g.KW - 1) * box16;
           else a16 += box16;
@@ -707,7 +766,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
           for (int mb = 0; mb < WGM; ++mb) {
             const int8_t* a = s.A[st] + (PP ? mb : c) * 64 * BK;
             wgmma_s8<BN>(d + mb * (BN / 2), desc_sw<BK>(a + kk * 32), desc_sw<BK>(b + kk * 32),
-                         (kt > kb || kk > 0) ? 1 : 0);
+                         (BIAS_ACC || kt > kb || kk > 0) ? 1 : 0);
           }
         wg_commit();
         wg_wait<1>();
@@ -727,6 +786,9 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");  // last epilogue done with ep[c]
         // stage the tile's channel parameters; the fast epilogue runs when all of them allow it
         fast = bar_and(1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
+      }
+      if constexpr (BIAS_ACC) {
+        if (!fast) bias_remove<BN, WGM>(d, s.ep[c]);
       }
 #pragma unroll
       for (int mb = 0; mb < WGM; ++mb) {
@@ -748,7 +810,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
           at.y += 8 * c;
         }
 #define I8C_SM90_EPI_ACT(MODE_, RES_, FAST_, ACT_) \
-  epilogue<BN, MODE_, RES_, FAST_, OS_::ON, ACT_>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, res_bar, \
+  epilogue<BN, MODE_, RES_, FAST_, OS_::ON, ACT_, BIAS_ACC && FAST_>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, res_bar, \
                                                   j & 1, HALO ? &at : nullptr)
 #define I8C_SM90_EPI(MODE_, RES_)                                                       \
   if (fast && act == ACT_NONE) I8C_SM90_EPI_ACT(MODE_, RES_, true, ACT_NONE);           \
