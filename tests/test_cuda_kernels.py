@@ -318,6 +318,20 @@ def test_conv2d_sm90_tiles_without_fixed_columns(case):
     assert not failures, failures
 
 
+@needs_cuda
+@pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
+def test_conv2d_sm90_residual_by_byte_loads(monkeypatch):
+    """INT8COMPILE_SM90_TMA_RESIDUAL=0: the epilogue reads the residual from global memory at the point of
+    use instead of a TMA-loaded tile; bit-exact with float (channel-permuted kernels, four channels per
+    read) and fixed requant, O a multiple of 16, through every non-halo tile config."""
+    monkeypatch.setenv("INT8COMPILE_SM90_TMA_RESIDUAL", "0")
+    case = (2, 64, 12, 10, 80, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    g = torch.Generator().manual_seed(1234)
+    failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0 and cfg not in ck.HALO_CONFIGS
+                for v in (EPI_VARIANTS[1], EPI_VARIANTS[3]) if (f := conv_mismatch(case, v, g, "sm90", cfg))]
+    assert not failures, failures
+
+
 HALO_CASES = [  # (config, conv case: N, C, H, W, O, KH, KW, stride, padding, dilation, groups), C = 64
     (18, (3, 64, 9, 11, 208, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # 1x1; tiles past the right / bottom
     (18, (2, 64, 21, 16, 64, 4, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)),   # the folded stem's 4x1 shape
@@ -398,15 +412,17 @@ def test_halo_routing_bitexact(case, algo, planned):
 @needs_cuda
 @pytest.mark.skipif(HAS_CUDA and ck._capability() != (9, 0), reason="sm90 only")
 def test_halo_conv_declines_what_it_cannot_take():
-    """Stride 2, output rows not 16-byte aligned, a residual or a float output on the halo config: a clear
-    error, never a wrong result."""
+    """Stride 2, output rows not 16-byte aligned (O = 200), a residual or a float output on the halo
+    config: a clear error, never a wrong result."""
     g = torch.Generator().manual_seed(12)
     with pytest.raises(RuntimeError, match="halo conv"):
         conv_mismatch((1, 64, 14, 14, 64, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1), EPI_VARIANTS[0], g, "sm90",
                       ck.HALO_CFG)
-    with pytest.raises(RuntimeError, match="halo conv: output rows"):
-        conv_mismatch((1, 64, 9, 11, 200, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1), EPI_VARIANTS[0], g, "sm90",
-                      ck.HALO_CFG)
+    unaligned = (1, 64, 9, 11, 200, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    with pytest.raises(RuntimeError, match="halo conv: output rows"):     # fixed requant
+        conv_mismatch(unaligned, EPI_VARIANTS[2], g, "sm90", ck.HALO_CFG)
+    with pytest.raises(RuntimeError, match="halo conv .*O % 16 == 0"):    # float: O % 16 != 0 runs EPI_ANY
+        conv_mismatch(unaligned, EPI_VARIANTS[0], g, "sm90", ck.HALO_CFG)
     for variant in (EPI_VARIANTS[1], EPI_VARIANTS[6]):   # residual; float32 out
         with pytest.raises(RuntimeError, match="halo conv"):
             conv_mismatch(HALO_CASES[0][1], variant, g, "sm90", ck.HALO_CFG)

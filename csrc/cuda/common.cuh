@@ -239,6 +239,17 @@ __device__ __forceinline__ uint32_t pack_sat2(int32_t y0, int32_t y1) {
   return d;
 }
 
+// Four int32 saturated and packed, y0 into byte 0 .. y3 into byte 3: two packs, the second taking the
+// first's two bytes as its upper half (cvt.pack's c operand).
+template <bool SIGNED>
+__device__ __forceinline__ uint32_t pack_sat4(int32_t y0, int32_t y1, int32_t y2, int32_t y3) {
+  const uint32_t hi = pack_sat2<SIGNED>(y2, y3);
+  uint32_t d;
+  if constexpr (SIGNED) asm("cvt.pack.sat.s8.s32.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(y1), "r"(y0), "r"(hi));
+  else asm("cvt.pack.sat.u8.s32.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(y1), "r"(y0), "r"(hi));
+  return d;
+}
+
 // Float requant without clamp instructions: for an even integer c, fma(v, 2^-149, c * 2^-149) rounds
 // v + c to the nearest even integer multiple of 2^-149 (the subnormal spacing, also that of the
 // smallest normal binade), so its bits, read as int32, are rne(v) + c while |v + c| < 2^24; a bigger
@@ -276,6 +287,31 @@ __device__ __forceinline__ uint32_t fast_pair(const EpiParams& p, const int4& q0
     int y0 = (int)(v0 >> 32) >> q0.y, y1 = (int)(v1 >> 32) >> q1.y;
     if (ACT == ACT_RELU) y0 = max(y0, 0), y1 = max(y1, 0);
     return pack_sat2<true>(y0, y1);
+  }
+}
+
+// The fast float epilogue of four contiguous channels of one row whose accumulators already hold the
+// bias (a[q]: channel q; scale bits in sc.x .. sc.w), as the four int8 in one word, channel 0 in byte 0:
+// fast_pair's arithmetic, with one saturating pack chain and one LOP per four outputs.
+template <bool RES, int ACT>
+__device__ __forceinline__ uint32_t fast_quad(const EpiParams& p, const int4& sc, const int32_t (&a)[4],
+                                              const int32_t (&r)[4]) {
+  const int32_t s[4] = {sc.x, sc.y, sc.z, sc.w};
+  if constexpr (ACT == ACT_CLAMP) {
+    int32_t y[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) y[q] = fast_i8<INT8_FLOAT, RES>(p, make_int4(0, s[q], 0, 0), a[q], r[q], 0);
+    return __byte_perm(__byte_perm(y[0], y[1], 0x0040), __byte_perm(y[2], y[3], 0x0040), 0x5410);
+  } else {
+    int32_t b[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      float v = __fmul_rn(__int2float_rn(a[q]), __int_as_float(s[q]));
+      if (RES) v = __fadd_rn(v, __fmul_rn(__int2float_rn(r[q]), p.res_scale));
+      b[q] = rne_offset_bits<ACT>(v);
+    }
+    const uint32_t d = pack_sat4<ACT == ACT_RELU>(b[0], b[1], b[2], b[3]);
+    return ACT == ACT_NONE ? d ^ 0x80808080u : d & 0x7F7F7F7Fu;
   }
 }
 

@@ -64,10 +64,10 @@ const char* conv_sm90_cfg(int cfg, const ConvShape& s, const int8_t* x, const in
     case 16: return I8C_CONV_PP(64, 128, 64, 6);
     case 17: return I8C_CONV_RB(128, 64, 64, 4, 2, 9);
     case 18:
-      if constexpr (EPI == EPI_ANY) return "halo conv (config 18): int8 out without split-K only";
+      if constexpr (EPI == EPI_ANY) return "halo conv (config 18): needs int8 out, O % 16 == 0, no split-K";
       else return I8C_CONV_HALO(128, 64, 64, 4, 2, 4, 10);
     case 19:
-      if constexpr (EPI == EPI_ANY) return "halo conv (config 19): int8 out without split-K only";
+      if constexpr (EPI == EPI_ANY) return "halo conv (config 19): needs int8 out, O % 16 == 0, no split-K";
       else return I8C_CONV_HALO(128, 64, 64, 2, 2, 9, 27);
     default: return "unknown conv_sm90 tile config";
   }

@@ -112,6 +112,23 @@ __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, u
       : "memory");
 #endif
 }
+__device__ __forceinline__ void tma_load_5d(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1,
+                                            int c2, int c3, int c4) {
+#ifdef I8C_SM90
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5, "
+      "%6}], [%7];" ::"r"(smem_u32(dst)),
+      "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4), "r"(smem_u32(bar))
+      : "memory");
+#endif
+}
+// The weights tile of k-block kt, column block tn: rows in channel order, or (PERM) in the accumulator
+// order of acc_channel<true> through the 5-d map of make_perm16_map.
+template <bool PERM, int BN, int BK>
+__device__ __forceinline__ void tma_load_b(void* dst, const CUtensorMap* map, uint64_t* bar, int kt, int tn) {
+  if constexpr (PERM) tma_load_5d(dst, map, bar, kt * BK, 0, 0, 0, tn * BN / 16);
+  else tma_load_2d(dst, map, bar, kt * BK, tn * BN);
+}
 // wgmma shared-memory descriptor of a K-major tile whose rows are one BK-byte swizzle atom.
 template <int BK>
 __device__ __forceinline__ uint64_t desc_sw(const void* p) {
@@ -316,35 +333,22 @@ struct TileWalk {
 // output-heavy layers).
 // RES_STAGED: the residual tile was TMA-loaded into otile (same swizzle, zero outside the output), so
 // each thread reads its residual pair from the 16-bit slot its result then overwrites.
-// BIAS_IN_ACC (float requant): the accumulators started at the bias (bias_init), so only the two
-// channels' scales are read (one 8-byte LDS from the scale row of ep) and nothing is added.
-template <int BN, int MODE, bool RES, int ACT, bool RES_STAGED = false, bool BIAS_IN_ACC = false>
+template <int BN, int MODE, bool RES, int ACT, bool RES_STAGED = false>
 __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d, int r0, int lr, int n0, int M,
                                            int N, const int32_t* ep, int8_t* otile) {
-  static_assert(!BIAS_IN_ACC || MODE == INT8_FLOAT, "the bias goes into the accumulators in float requant only");
+  const int4* rec = reinterpret_cast<const int4*>(ep + 4 * BN);
   const int lane = threadIdx.x & 31;
   const int swz = ostage_off<BN>(lr, 0) - lr * BN;  // x: the XOR term of this thread's rows
   int8_t* row_base = otile + lr * BN + 2 * (lane & 3);
-  // channels cl, cl + 1 as fast records ({bias, scale bits} in float requant, chan_store)
-  auto records = [&](int cl, int4& q0, int4& q1) {
-    if constexpr (BIAS_IN_ACC) {
-      const int2 sc = *reinterpret_cast<const int2*>(ep + BN + cl);
-      q0 = make_int4(0, sc.x, 0, 0), q1 = make_int4(0, sc.y, 0, 0);
-    } else {
-      const int4* rec = reinterpret_cast<const int4*>(ep + 4 * BN);
-      q0 = rec[cl], q1 = rec[cl + 1];
-    }
-  };
   // the channel records are read one column block ahead: each LDS's latency then overlaps the previous
   // block's arithmetic instead of stalling the bias add (ncu: short-scoreboard stalls on it)
-  int4 next0, next1;
-  records(2 * (lane & 3), next0, next1);
+  int4 next0 = rec[2 * (lane & 3)], next1 = rec[2 * (lane & 3) + 1];
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
     const int cl = 8 * j + 2 * (lane & 3);
     int8_t* at = row_base + ((16 * (j / 2)) ^ swz) + 8 * (j % 2);
     const int4 q0 = next0, q1 = next1;
-    if (j + 1 < BN / 8) records(cl + 8, next0, next1);
+    if (j + 1 < BN / 8) next0 = rec[cl + 8], next1 = rec[cl + 9];
     const int rm0 = RES ? ep[3 * BN + cl] : 0, rm1 = RES ? ep[3 * BN + cl + 1] : 0;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -364,16 +368,62 @@ __device__ __forceinline__ void stage_fast(const EpiParams& p, const int32_t* d,
   }
 }
 
+// The channel of accumulator column block j's first column in this thread (the second is + 1): the wgmma
+// layout, 8 j + 2 (lane & 3), or in PERM kernels, whose weights come with their rows permuted within
+// each 16 channels (make_perm16_map), 16 (j / 2) + 4 (lane & 3) + 2 (j % 2): a thread's columns of
+// blocks 2 g and 2 g + 1 are then the four contiguous channels 16 g + 4 (lane & 3) .. + 3.
+template <bool PERM>
+__device__ __forceinline__ int acc_channel(int j) {
+  const int l = threadIdx.x & 3;
+  return PERM ? 16 * (j / 2) + 4 * l + 2 * (j % 2) : 8 * j + 2 * l;
+}
+
+// stage_fast for PERM kernels (float requant, the bias already in the accumulators): per 16 channels
+// and row, the thread's four contiguous results are one word (fast_quad: two packs, one LOP) and one
+// 4-byte store, and the four scales one 16-byte load shared by both rows (against two 8-byte loads, two
+// LOPs and two 2-byte stores per row pair of column blocks in stage_fast).
+template <int BN, bool RES, int ACT, bool RES_STAGED = false>
+__device__ __forceinline__ void stage_fast_perm(const EpiParams& p, const int32_t* d, int r0, int lr, int n0,
+                                                int M, int N, const int32_t* ep, int8_t* otile) {
+  const int swz = ostage_off<BN>(lr, 0) - lr * BN;  // the XOR term of this thread's rows (see stage_fast)
+  const int cl0 = acc_channel<true>(0);
+  int8_t* row_base = otile + lr * BN + cl0;
+  const int32_t* scales = ep + BN + cl0;  // the scale row of chan_store's layout
+  int4 next = *reinterpret_cast<const int4*>(scales);  // read one group ahead, as in stage_fast
+#pragma unroll
+  for (int g = 0; g < BN / 16; ++g) {
+    int8_t* at = row_base + ((16 * g) ^ swz);
+    const int4 sc = next;
+    if (g + 1 < BN / 16) next = *reinterpret_cast<const int4*>(scales + 16 * (g + 1));
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {  // rows lr, lr + 8
+      const int32_t acc[4] = {d[8 * g + 2 * h], d[8 * g + 2 * h + 1], d[8 * g + 4 + 2 * h], d[8 * g + 5 + 2 * h]};
+      int32_t res[4] = {0, 0, 0, 0};
+      if constexpr (RES && RES_STAGED) {
+        const char4 rr = *reinterpret_cast<const char4*>(at + 8 * BN * h);
+        res[0] = rr.x, res[1] = rr.y, res[2] = rr.z, res[3] = rr.w;
+      } else if constexpr (RES) {
+        const int r = r0 + 8 * h, c = n0 + cl0 + 16 * g;
+        const int8_t* rp = p.residual + (long long)r * p.ldo + c;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) res[q] = (r < M && c + q < N) ? rp[q] : 0;
+      }
+      *reinterpret_cast<uint32_t*>(at + 8 * BN * h) = fast_quad<RES, ACT>(p, sc, acc, res);
+    }
+  }
+}
+
 // One 64-row block's epilogue. STAGED: int8 results go through otile (this block's staging tile) and
 // leave by TMA store (tmC, whose store thread has waited for the tile's previous store to be read) or
 // with 16-byte copies (tmC == nullptr); brow0: its first global row. res_bar: the residual tile was
 // TMA-loaded into otile (after the previous store had read it), complete at phase res_phase.
-template <int BN, int MODE, bool RES, bool FAST, bool STAGED, int ACT = ACT_CLAMP, bool BIAS_IN_ACC = false>
+// PERM: the accumulator columns are acc_channel<true>'s, and the fast path's bias is in the accumulators.
+template <int BN, int MODE, bool RES, bool FAST, bool STAGED, int ACT = ACT_CLAMP, bool PERM = false>
 __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, int row0, int n0, int M,
                                          int N, const int32_t* ep, int8_t* otile, int brow0, int bar_id,
                                          const CUtensorMap* tmC, uint64_t* res_bar = nullptr, int res_phase = 0,
                                          const int3* at = nullptr) {
-  static_assert(!BIAS_IN_ACC || (FAST && STAGED), "the bias is in the accumulators for the staged fast epilogue only");
+  static_assert(!PERM || (MODE == INT8_FLOAT && STAGED), "PERM kernels: float requant, staged int8 tiles");
   int lane = threadIdx.x & 31;
   int r0 = row0 + (lane >> 2);
   bool ok0 = r0 < M, ok1 = (r0 + 8) < M;
@@ -387,12 +437,17 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
     }
     int lr = r0 - brow0;
     if constexpr (FAST) {
-      if (RES && res_bar) stage_fast<BN, MODE, RES, ACT, true, BIAS_IN_ACC>(p, d, r0, lr, n0, M, N, ep, otile);
-      else stage_fast<BN, MODE, RES, ACT, false, BIAS_IN_ACC>(p, d, r0, lr, n0, M, N, ep, otile);
+      if constexpr (PERM) {
+        if (RES && res_bar) stage_fast_perm<BN, RES, ACT, true>(p, d, r0, lr, n0, M, N, ep, otile);
+        else stage_fast_perm<BN, RES, ACT>(p, d, r0, lr, n0, M, N, ep, otile);
+      } else {
+        if (RES && res_bar) stage_fast<BN, MODE, RES, ACT, true>(p, d, r0, lr, n0, M, N, ep, otile);
+        else stage_fast<BN, MODE, RES, ACT>(p, d, r0, lr, n0, M, N, ep, otile);
+      }
     } else {
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
-        int cl = 8 * j + 2 * (lane & 3);
+        int cl = acc_channel<PERM>(j);
         int c = n0 + cl;
         bool v0 = c < N, v1 = (c + 1) < N;
         ChanP q0 = chan_from(ep, BN, cl), q1 = chan_from(ep, BN, cl + 1);
@@ -427,15 +482,15 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
   }
 }
 
-// BIAS_ACC kernels: each accumulator starts at its column's bias, so the fast float epilogue adds
-// nothing (one instruction fewer per output). The biases come from the tile's bias row in shared memory
-// (ep, as chan_store lays it out), one 8-byte load per row pair straight into the accumulators: ptxas
+// PERM kernels: each accumulator starts at its column's bias, so the fast float epilogue adds nothing
+// (one instruction fewer per output). The biases come from the tile's bias row in shared memory (ep, as
+// chan_store lays it out), one 8-byte load per row pair straight into the accumulators: ptxas
 // serialises the wgmma (C7515) when a global load (or a select of one) defines an accumulator.
 template <int BN, int WGM>
 __device__ __forceinline__ void bias_init(int32_t* d, const int32_t* ep_bias) {
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
-    const uint32_t at = smem_u32(ep_bias + 8 * j + 2 * (threadIdx.x & 3));
+    const uint32_t at = smem_u32(ep_bias + acc_channel<true>(j));
 #pragma unroll
     for (int mb = 0; mb < WGM; ++mb)
 #pragma unroll
@@ -446,13 +501,13 @@ __device__ __forceinline__ void bias_init(int32_t* d, const int32_t* ep_bias) {
   }
 }
 
-// A BIAS_ACC tile whose channels do not allow the fast epilogue: take the bias out again (exact, as
-// int32 arithmetic wraps) for the general epilogue, which adds it itself.
+// A PERM tile whose channels do not allow the fast epilogue: take the bias out again (exact, as int32
+// arithmetic wraps) for the general epilogue, which adds it itself.
 template <int BN, int WGM>
 __device__ __forceinline__ void bias_remove(int32_t* d, const int32_t* ep_bias) {
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
-    const int cl = 8 * j + 2 * (threadIdx.x & 3);
+    const int cl = acc_channel<true>(j);
 #pragma unroll
     for (int mb = 0; mb < WGM; ++mb)
 #pragma unroll
@@ -559,6 +614,13 @@ __device__ __forceinline__ void build_producer(Smem<BM, BN, BK, STAGES>& s, cons
   }
 }
 
+// PERM kernels: the float-requant kernels specialised to that int8 epilogue whose tiles are staged. Their
+// weights come channel-permuted within each 16 channels (make_perm16_map, acc_channel<true>: four
+// contiguous channels per thread and row, stage_fast_perm) and their accumulators start at the bias
+// (bias_init; every wgmma accumulates). Needs N % 16 == 0 (conv_sm90 routes other convs elsewhere).
+template <int EPI, bool STAGED>
+__host__ __device__ constexpr bool perm_kernel() { return EPI != EPI_ANY && epi_mode(EPI) == INT8_FLOAT && STAGED; }
+
 // PP = ping-pong: the two consumer warpgroups take alternate BM x BN tiles (each issues BM/64 wgmma per
 // k-step), so one's epilogue overlaps the other's main loop. Otherwise the consumers split a tile's rows.
 // CPS: CTAs per SM (2: two co-resident CTAs, one's epilogue overlapping the other's main loop).
@@ -589,9 +651,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
   constexpr int WGM = PP ? BM / 64 : 1;   // 64-row blocks per consumer
   constexpr int ABYTES = HALO ? HALO * 1024 : BM * BK;
   using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS, ABYTES>;
-  // float requant in a kernel specialised to it, int8 tiles staged: the accumulators start at the bias
-  // (bias_init; every wgmma accumulates), so the fast epilogue adds none (stage_fast)
-  constexpr bool BIAS_ACC = EPI != EPI_ANY && epi_mode(EPI) == INT8_FLOAT && OS_::ON;
+  constexpr bool PERM = perm_kernel<EPI, OS_::ON>();
   extern __shared__ uint8_t smem_raw[];
   // 1024-byte aligned (128-byte swizzle atoms) by pointer arithmetic on the shared array, not an integer
   // round trip, so the compiler still knows every pointer below is shared (LDS / STS, not generic LD / ST)
@@ -632,7 +692,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       const bool load_b = !(resident_b && blockIdx.x < units);
       if (!load_b) {
         mbar_expect_tx(&s.bres, (uint32_t)ktiles * BN * BK);
-        for (int k = 0; k < ktiles; ++k) tma_load_2d(s.B[k], &tmB, &s.bres, k * BK, (blockIdx.x % num_n) * BN);
+        for (int k = 0; k < ktiles; ++k) tma_load_b<PERM, BN, BK>(s.B[k], &tmB, &s.bres, k, blockIdx.x % num_n);
       }
       int it = 0;
       TileWalk walk(num_m, num_n, splits, fixed_n);
@@ -670,7 +730,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
           } else {
             tma_load_2d(s.A[st], &tmA, &s.full[st], kt * BK, tm * BM);
           }
-          if (load_b) tma_load_2d(s.B[st], &tmB, &s.full[st], kt * BK, tn * BN);
+          if (load_b) tma_load_b<PERM, BN, BK>(s.B[st], &tmB, &s.full[st], kt, tn);
         }
       }
     }
@@ -716,7 +776,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       }
       ChanRegs<PER> chan;  // otherwise per tile: loaded now, the latency hidden behind the main loop
       if (!fixed_n) chan = chan_load<PER>(p, n0, BN, N, tid, 128);
-      if constexpr (BIAS_ACC) {
+      if constexpr (PERM) {
         if (!fixed_n) {  // this tile's biases into the bias row now (the last epilogue is done with ep)
           stage_bias(chan, s.ep[c], BN, tid, 128);
           asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");
@@ -747,7 +807,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
 #pragma unroll
           for (int kk = 0; kk < BK / 32; ++kk)  // + 32 bytes along K
             wgmma_s8<BN>(d, desc_at(da0, a16 + 2 * kk), desc_at(db0, kt * tap16 + 2 * kk),
-                         (BIAS_ACC || kt > 0 || kk > 0) ? 1 : 0);
+                         (PERM || kt > 0 || kk > 0) ? 1 : 0);
           wg_commit();
           if (++q == (uint32_t)g.KW) q = 0, a16 += row16 - (g.KW - 1) * box16;
           else a16 += box16;
@@ -766,7 +826,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
           for (int mb = 0; mb < WGM; ++mb) {
             const int8_t* a = s.A[st] + (PP ? mb : c) * 64 * BK;
             wgmma_s8<BN>(d + mb * (BN / 2), desc_sw<BK>(a + kk * 32), desc_sw<BK>(b + kk * 32),
-                         (BIAS_ACC || kt > kb || kk > 0) ? 1 : 0);
+                         (PERM || kt > kb || kk > 0) ? 1 : 0);
           }
         wg_commit();
         wg_wait<1>();
@@ -787,7 +847,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         // stage the tile's channel parameters; the fast epilogue runs when all of them allow it
         fast = bar_and(1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
       }
-      if constexpr (BIAS_ACC) {
+      if constexpr (PERM) {
         if (!fast) bias_remove<BN, WGM>(d, s.ep[c]);
       }
 #pragma unroll
@@ -810,7 +870,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
           at.y += 8 * c;
         }
 #define I8C_SM90_EPI_ACT(MODE_, RES_, FAST_, ACT_) \
-  epilogue<BN, MODE_, RES_, FAST_, OS_::ON, ACT_, BIAS_ACC && FAST_>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, res_bar, \
+  epilogue<BN, MODE_, RES_, FAST_, OS_::ON, ACT_, PERM>(p, dm, row0, n0, M, N, s.ep[c], otile, brow0, 1 + c, tmC, res_bar, \
                                                   j & 1, HALO ? &at : nullptr)
 #define I8C_SM90_EPI(MODE_, RES_)                                                       \
   if (fast && act == ACT_NONE) I8C_SM90_EPI_ACT(MODE_, RES_, true, ACT_NONE);           \
@@ -886,6 +946,26 @@ static const char* make_map_4d(CUtensorMap* map, const void* ptr, const cuuint64
   return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled (4-d) failed";
 }
 
+// The weights [N, K] of a PERM kernel, loaded with each 16 channels' rows in acc_channel<true> order: smem
+// row 8 jj + 2 l + e of group g holds channel 16 g + 4 l + 2 jj + e. A 5-d view {K, e, l, jj, g} whose
+// strides reorder the channel's bits (K, 4 K, 2 K, 16 K bytes); boxes {bk, 2, 4, 2, bn / 16} land in
+// shared memory like the 2-d map's [bn][bk] boxes, swizzle included. Needs N % 16 == 0 (a partial group's
+// missing channels would be read from past the tensor: the TMA unit bounds each dimension alone).
+static const char* make_perm16_map(CUtensorMap* map, const void* B, int N, int K, int bn, int bk) {
+  static auto enc = driver_entry<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled");
+  if (!enc) return "cuTensorMapEncodeTiled unavailable";
+  if (N % 16 || bn % 16) return "internal: channel-permuted weights need N % 16 == 0";
+  const cuuint64_t k = (cuuint64_t)K;
+  cuuint64_t dims[5] = {k, 2, 4, 2, (cuuint64_t)(N / 16)};
+  cuuint64_t strides[4] = {k, 4 * k, 2 * k, 16 * k};
+  cuuint32_t box[5] = {(cuuint32_t)bk, 2, 4, 2, (cuuint32_t)(bn / 16)};
+  cuuint32_t estr[5] = {1, 1, 1, 1, 1};
+  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 5, const_cast<void*>(B), dims, strides, box, estr,
+                   CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of(bk), CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled (channel-permuted weights) failed";
+}
+
 // Why a HALO conv kernel cannot take this call (nullptr: it can). Its stage holds the KW halo boxes and
 // its stores go through a 4-d output map, so: stride 1, no dilation, one k-block per filter tap
 // (C == BK), the taps' weights resident, int8 out by TMA store, no residual, no split-K.
@@ -942,8 +1022,9 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
   } else {
     if (const char* e = make_map(&ma, A, M, K, BM, BK)) return e;
   }
-  if (const char* e = make_map(&mb, B, N, K, BN, BK)) return e;
   using OS_ = OutStage<BM, BN, BK, STAGES, PP, BSLOTS, ABYTES>;
+  if (const char* e = perm_kernel<EPI, OS_::ON>() ? make_perm16_map(&mb, B, N, K, BN, BK) : make_map(&mb, B, N, K, BN, BK))
+    return e;
   static_assert(!HALO || OS_::ON, "HALO: the output must be staged for its 4-d store");
   // int8 tiles leave by TMA store when the output can be a tensor map (16-byte aligned rows)
   if (!HALO)
