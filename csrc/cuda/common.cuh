@@ -206,11 +206,19 @@ __device__ __forceinline__ long long mad_wide(int a, int b, long long c) {
   return d;
 }
 
+// The fast float paths' value before clamping and rounding: fp32(acc) * scale [+ fp32(r) * res_scale],
+// acc already holding the bias (docs/numerics.md).
+template <bool RES>
+__device__ __forceinline__ float fast_float_value(const EpiParams& p, int32_t acc, int32_t scale_bits, int r) {
+  float v = __fmul_rn(__int2float_rn(acc), __int_as_float(scale_bits));
+  if (RES) v = __fadd_rn(v, __fmul_rn(__int2float_rn(r), p.res_scale));
+  return v;
+}
+
 template <int MODE, bool RES>
 __device__ __forceinline__ int fast_i8(const EpiParams& p, const int4& q, int32_t a, int r, int rm) {
   if constexpr (MODE == INT8_FLOAT) {
-    float v = __fmul_rn(__int2float_rn(a + q.x), __int_as_float(q.y));
-    if (RES) v = __fadd_rn(v, __fmul_rn(__int2float_rn(r), p.res_scale));
+    float v = fast_float_value<RES>(p, a + q.x, q.y, r);
     v = fminf(fmaxf(v, p.lo), p.hi);
     return __float_as_int(__fadd_rn(v, 12582912.0f));
   } else {
@@ -272,12 +280,7 @@ __device__ __forceinline__ uint32_t fast_pair(const EpiParams& p, const int4& q0
   if constexpr (ACT == ACT_CLAMP) {
     return __byte_perm(fast_i8<MODE, RES>(p, q0, a0, r0, rm0), fast_i8<MODE, RES>(p, q1, a1, r1, rm1), 0x0040);
   } else if constexpr (MODE == INT8_FLOAT) {
-    float v0 = __fmul_rn(__int2float_rn(a0 + q0.x), __int_as_float(q0.y));
-    float v1 = __fmul_rn(__int2float_rn(a1 + q1.x), __int_as_float(q1.y));
-    if (RES) {
-      v0 = __fadd_rn(v0, __fmul_rn(__int2float_rn(r0), p.res_scale));
-      v1 = __fadd_rn(v1, __fmul_rn(__int2float_rn(r1), p.res_scale));
-    }
+    const float v0 = fast_float_value<RES>(p, a0 + q0.x, q0.y, r0), v1 = fast_float_value<RES>(p, a1 + q1.x, q1.y, r1);
     const uint32_t d = pack_sat2<ACT == ACT_RELU>(rne_offset_bits<ACT>(v0), rne_offset_bits<ACT>(v1));
     return ACT == ACT_NONE ? d ^ 0x8080u : d & 0x7F7Fu;
   } else {
@@ -305,11 +308,7 @@ __device__ __forceinline__ uint32_t fast_quad(const EpiParams& p, const int4& sc
   } else {
     int32_t b[4];
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      float v = __fmul_rn(__int2float_rn(a[q]), __int_as_float(s[q]));
-      if (RES) v = __fadd_rn(v, __fmul_rn(__int2float_rn(r[q]), p.res_scale));
-      b[q] = rne_offset_bits<ACT>(v);
-    }
+    for (int q = 0; q < 4; ++q) b[q] = rne_offset_bits<ACT>(fast_float_value<RES>(p, a[q], s[q], r[q]));
     const uint32_t d = pack_sat4<ACT == ACT_RELU>(b[0], b[1], b[2], b[3]);
     return ACT == ACT_NONE ? d ^ 0x80808080u : d & 0x7F7F7F7Fu;
   }

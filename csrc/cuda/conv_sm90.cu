@@ -15,10 +15,11 @@ const char* conv_sm90(int cfg, const ConvShape& s, const int8_t* x, const int8_t
   if (s.C % kConvBK[cfg]) return "conv_sm90: channels must be a multiple of the k-block";
   // INT8COMPILE_SM90_CONV_GENERIC=1: the kernels with every epilogue only (A/B of the specialised ones)
   const char* generic = std::getenv("INT8COMPILE_SM90_CONV_GENERIC");
+  const bool generic_only = generic && generic[0] == '1';
   // the float-requant int8 kernels take their weights channel-permuted in groups of 16 (make_perm16_map):
   // other channel counts run the kernels with every epilogue
-  const bool float_perm_ok = s.O % 16 == 0;
-  if (splits <= 1 && p.mode != FLOAT_OUT && !(generic && generic[0] == '1') && (p.mode != INT8_FLOAT || float_perm_ok)) {
+  const bool specialised = splits <= 1 && p.mode != FLOAT_OUT && !generic_only && (p.mode != INT8_FLOAT || s.O % 16 == 0);
+  if (specialised) {
     const bool res = p.residual != nullptr;
     if (p.mode == INT8_FLOAT)
       return res ? conv_sm90_cfg<epi_code(INT8_FLOAT, true)>(cfg, s, x, w, p, num_sms, 1, ws, cnt, stream)
