@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A/B of two versions of the CUDA kernels on one GPU machine: A = the csrc/cuda of a tarball (e.g. main),
 # B = this tree's. Each builds into its own cache (the two builds run side by side), then
-# benchmarks/bench_cuda.py runs A, B, A with the same arguments (A twice shows the machine's drift), and
-# the conv / GEMM summary lines print last. Python (planner, benchmark) is this tree's for both.
+# benchmarks/bench_cuda.py runs A, B, A (ROUNDS=n: n B runs, each between two A runs; A's spread shows the
+# machine's drift) in separate processes with the same arguments; per-layer "ours" times and the summary
+# lines print last. Python (planner, benchmark) is this tree's for both.
 #   git archive <rev> csrc/cuda | gzip > out/a_csrc.tgz        (here, before the device call)
 #   A_CSRC=out/a_csrc.tgz BENCH_ARGS="--skip-gemm --requant float --batches 256" bash scripts/gpu_ab.sh
 #   A_BUILD_TGZ / B_BUILD_TGZ: builds carried from an earlier call (scripts/cuda_build_cache.sh restore: reused
@@ -39,10 +40,21 @@ bench() {  # label tree cache
   (cd "$2" && INT8COMPILE_CACHE="$3" timeout 300 $PY benchmarks/bench_cuda.py $BENCH_ARGS --out "/tmp/gpu_ab_$1.md") \
     > "$OUT/bench_$1.log" 2>&1
 }
+runs="a1"
 bench a1 "$a_tree" "$a_cache"
-bench b "$root" "$b_cache"
-bench a2 "$a_tree" "$a_cache"
-for run in a1 b a2; do
+for ((i = 1; i <= ${ROUNDS:-1}; i++)); do
+  bench "b$i" "$root" "$b_cache"
+  bench "a$((i + 1))" "$a_tree" "$a_cache"
+  runs="$runs b$i a$((i + 1))"
+done
+for run in $runs; do
   echo "== $run ($(grep -oE 'sources [0-9a-f]+' "$OUT/bench_$run.log" | head -1))"
   sed -n '/^=== summary ===/,$p' "$OUT/bench_$run.log" | tail -n +2
 done
+echo "ours, us per call, by run:"
+for run in $runs; do
+  grep -E '^conv:' "$OUT/bench_$run.log" | sed -E 's/^conv: ([^:]*): ours=([0-9.]+)us.*/\2/' > "$OUT/ours_$run.txt"
+done
+{ echo "layer $runs"
+  paste -d' ' <(grep -E '^conv:' "$OUT/bench_a1.log" | sed -E 's/^conv: C=([0-9]+) O=([0-9]+) k=([0-9]+) s=([0-9]+) H=([0-9]+):.*/\1:\2:\3:\4:\5/') \
+    $(for run in $runs; do echo "$OUT/ours_$run.txt"; done); } | column -t
