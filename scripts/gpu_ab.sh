@@ -57,4 +57,5 @@ for run in $runs; do
 done
 { echo "layer $runs"
   paste -d' ' <(grep -E '^conv:' "$OUT/bench_a1.log" | sed -E 's/^conv: C=([0-9]+) O=([0-9]+) k=([0-9]+) s=([0-9]+) H=([0-9]+):.*/\1:\2:\3:\4:\5/') \
-    $(for run in $runs; do echo "$OUT/ours_$run.txt"; done); } | column -t
+    $(for run in $runs; do echo "$OUT/ours_$run.txt"; done); } |
+  awk '{ printf "%-16s", $1; for (i = 2; i <= NF; i++) printf " %7s", $i; print "" }'

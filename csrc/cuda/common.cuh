@@ -151,9 +151,18 @@ __device__ __forceinline__ ChanRegs<PER> chan_load(const EpiParams& p, int n0, i
   return r;
 }
 
+// The channel-permuted float kernels' bias quads: {b[c], b[c + 1], b[c], b[c + 1]} for each even channel
+// c, so one 16-byte load fills the four accumulators of a row pair and column pair (bias_init).
+__device__ __forceinline__ void bias_quad_store(int32_t* quads, int i, int32_t b) {
+  int32_t* q = quads + 2 * (i & ~1) + (i & 1);
+  q[0] = b;
+  q[2] = b;
+}
+
 // Returns whether this thread's channels allow the fast epilogue (the caller AND-reduces it over the
 // threads sharing the tile). K: the reduction length (bounds |acc| for the float fast path).
-template <int PER>
+// QUADS (float requant only): bias quads at ep[4 * stride] in place of the fast records.
+template <int PER, bool QUADS = false>
 __device__ __forceinline__ bool chan_store(const EpiParams& p, const ChanRegs<PER>& r, int32_t* ep, int stride,
                                            int count, int K, int tid, int nthreads) {
   int4* rec = reinterpret_cast<int4*>(ep + 4 * stride);
@@ -174,18 +183,20 @@ __device__ __forceinline__ bool chan_store(const EpiParams& p, const ChanRegs<PE
       rec[i] = make_int4(r.m[k], r.sh[k] - 32, (int)(unsigned)c, (int)(c >> 32));
     } else {
       fast = fast && b <= bias_room && -b <= bias_room;
-      rec[i] = make_int4(r.b[k], r.m[k], 0, 0);
+      if constexpr (QUADS) bias_quad_store(ep + 4 * stride, i, r.b[k]);
+      else rec[i] = make_int4(r.b[k], r.m[k], 0, 0);
     }
   }
   return fast;
 }
 
-// Only the bias row of chan_store's layout (ep[0 .. count)).
+// Only the bias quads of chan_store<PER, true>'s layout (ep[4 * stride ..]).
 template <int PER>
-__device__ __forceinline__ void stage_bias(const ChanRegs<PER>& r, int32_t* ep, int count, int tid, int nthreads) {
+__device__ __forceinline__ void stage_bias_quads(const ChanRegs<PER>& r, int32_t* ep, int stride, int count, int tid,
+                                                 int nthreads) {
 #pragma unroll
   for (int k = 0; k < PER; ++k)
-    if (tid + k * nthreads < count) ep[tid + k * nthreads] = r.b[k];
+    if (tid + k * nthreads < count) bias_quad_store(ep + 4 * stride, tid + k * nthreads, r.b[k]);
 }
 
 __device__ __forceinline__ ChanP chan_from_fast(const int32_t* ep, int stride, int i) {

@@ -483,21 +483,22 @@ __device__ __forceinline__ void epilogue(const EpiParams& p, const int32_t* d, i
 }
 
 // PERM kernels: each accumulator starts at its column's bias, so the fast float epilogue adds nothing
-// (one instruction fewer per output). The biases come from the tile's bias row in shared memory (ep, as
-// chan_store lays it out), one 8-byte load per row pair straight into the accumulators: ptxas
-// serialises the wgmma (C7515) when a global load (or a select of one) defines an accumulator.
+// (one instruction fewer per output). The biases come from the tile's bias quads in shared memory
+// (bias_quad_store, at ep + 4 * BN), one 16-byte load per four accumulators (a row pair's column pair;
+// from a plain bias row ptxas loaded 8 bytes and copied them with two moves): ptxas serialises the wgmma
+// (C7515) when a global load (or a select of one) defines an accumulator.
 template <int BN, int WGM>
-__device__ __forceinline__ void bias_init(int32_t* d, const int32_t* ep_bias) {
+__device__ __forceinline__ void bias_init(int32_t* d, const int32_t* ep) {
 #pragma unroll
   for (int j = 0; j < BN / 8; ++j) {
-    const uint32_t at = smem_u32(ep_bias + acc_channel<true>(j));
+    const uint32_t at = smem_u32(ep + 4 * BN + 2 * acc_channel<true>(j));
 #pragma unroll
-    for (int mb = 0; mb < WGM; ++mb)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {  // volatile: two loads, not one load and two moves
-        int32_t* dd = d + mb * (BN / 2) + 4 * j + 2 * h;
-        asm volatile("ld.shared.v2.s32 {%0, %1}, [%2];" : "=r"(dd[0]), "=r"(dd[1]) : "r"(at));
-      }
+    for (int mb = 0; mb < WGM; ++mb) {
+      int32_t* dd = d + mb * (BN / 2) + 4 * j;
+      asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];"
+                   : "=r"(dd[0]), "=r"(dd[1]), "=r"(dd[2]), "=r"(dd[3])
+                   : "r"(at));
+    }
   }
 }
 
@@ -736,7 +737,11 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     }
   } else {
     if constexpr (NCONS >= 2 && CPS == 1 && !BUILT) setmaxnreg_inc<232>();
-    const int c = CPS == 1 ? wg - 1 : wg;
+    // c through a shuffle: warp-uniform as far as the compiler knows (fewer per-wgmma descriptor
+    // instructions in the main loop)
+    const int c = __shfl_sync(0xffffffffu, CPS == 1 ? wg - 1 : wg, 0);
+    // the main loop's descriptors: stage 0's, moved by 16-byte offsets (desc_at)
+    const uint64_t desc_a0 = desc_sw<BK>(s.A[0]), desc_b0 = desc_sw<BK>(s.B[0]);
     int it = 0, j = 0;
     int32_t d[WGM * BN / 2];
     constexpr int PER = (BN + 127) / 128;  // channels per thread in chan_load
@@ -751,7 +756,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
     if (b_resident) mbar_wait(&s.bres, 0);
     if (fixed_n) {
       const auto chan = chan_load<PER>(p, (blockIdx.x % num_n) * BN, BN, N, tid, 128);
-      fast = bar_and(1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
+      fast = bar_and(1 + c, chan_store<PER, PERM>(p, chan, s.ep[c], BN, BN, K, tid, 128));
     }
     TileWalk walk(num_m, num_n, splits, fixed_n);
     for (int u = blockIdx.x; u < units; u += gridDim.x, ++j) {
@@ -777,8 +782,8 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       ChanRegs<PER> chan;  // otherwise per tile: loaded now, the latency hidden behind the main loop
       if (!fixed_n) chan = chan_load<PER>(p, n0, BN, N, tid, 128);
       if constexpr (PERM) {
-        if (!fixed_n) {  // this tile's biases into the bias row now (the last epilogue is done with ep)
-          stage_bias(chan, s.ep[c], BN, tid, 128);
+        if (!fixed_n) {  // this tile's bias quads now (the last epilogue is done with ep)
+          stage_bias_quads(chan, s.ep[c], BN, BN, tid, 128);
           asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");
         }
         bias_init<BN, WGM>(d, s.ep[c]);
@@ -819,13 +824,13 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
         int st = it % STAGES, ph = (it / STAGES) & 1;
         mbar_wait(&s.full[st], ph);
         wg_fence();
-        const int8_t* b = s.B[b_resident ? kt : st];
+        const uint32_t b16 = (b_resident ? kt : st) * (BN * BK / 16);
 #pragma unroll
         for (int kk = 0; kk < BK / 32; ++kk)
 #pragma unroll
           for (int mb = 0; mb < WGM; ++mb) {
-            const int8_t* a = s.A[st] + (PP ? mb : c) * 64 * BK;
-            wgmma_s8<BN>(d + mb * (BN / 2), desc_sw<BK>(a + kk * 32), desc_sw<BK>(b + kk * 32),
+            const uint32_t a16 = (st * ABYTES + (PP ? mb : c) * 64 * BK) / 16;
+            wgmma_s8<BN>(d + mb * (BN / 2), desc_at(desc_a0, a16 + 2 * kk), desc_at(desc_b0, b16 + 2 * kk),
                          (PERM || kt > kb || kk > 0) ? 1 : 0);
           }
         wg_commit();
@@ -845,7 +850,7 @@ __global__ void __launch_bounds__(cta_threads<BM, PP, CPS>(), CPS)
       if (!fixed_n) {
         asm volatile("bar.sync %0, 128;" ::"r"(1 + c) : "memory");  // last epilogue done with ep[c]
         // stage the tile's channel parameters; the fast epilogue runs when all of them allow it
-        fast = bar_and(1 + c, chan_store(p, chan, s.ep[c], BN, BN, K, tid, 128));
+        fast = bar_and(1 + c, chan_store<PER, PERM>(p, chan, s.ep[c], BN, BN, K, tid, 128));
       }
       if constexpr (PERM) {
         if (!fast) bias_remove<BN, WGM>(d, s.ep[c]);
