@@ -4,7 +4,8 @@
 # benchmarks/bench_cuda.py runs A, B, A (ROUNDS=n: n B runs, each between two A runs; A's spread shows the
 # machine's drift) in separate processes with the same arguments; per-layer "ours" times and the summary
 # lines print last. Python (planner, benchmark) is this tree's for both.
-#   git archive <rev> csrc/cuda | gzip > out/a_csrc.tgz        (here, before the device call)
+#   git archive <rev> csrc/cuda | gzip > out/a_csrc.tgz        (here, before the device call; add
+#   int8compile to the archive when the routing changed too: it replaces A's copy of this tree's)
 #   A_CSRC=out/a_csrc.tgz BENCH_ARGS="--skip-gemm --requant float --batches 256" bash scripts/gpu_ab.sh
 #   A_BUILD_TGZ / B_BUILD_TGZ: builds carried from an earlier call (scripts/cuda_build_cache.sh restore: reused
 #   where the sources match); TESTS=1: the kernel tests of B first. Logs under $OUT (default ./out/gpu_ab).

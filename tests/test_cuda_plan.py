@@ -26,6 +26,10 @@ def conv(N, C, H, O, k, s=1, p=None, *, W=None, groups=1, dilation=(1, 1), x_ali
     (conv(4, 3, 224, 64, 7, 2), "stem"),
     (conv(8, 3, 224, 64, 7, 2), "fold"),        # H100: 24.9 vs 29.8 us direct
     (conv(256, 64, 56, 256, 1), "sm90:11"),     # output-heavy 1x1: 64x128 tiles, three CTAs per SM
+    (conv(256, 128, 28, 512, 1), "sm90:20"),    # ... with 128-byte k-blocks where C % 128 == 0
+    (conv(256, 256, 14, 1024, 1), "sm90:20"),
+    (conv(256, 256, 56, 512, 1, 2, 0), "sm90:20"),
+    (conv(256, 512, 7, 2048, 1), "sm90:0"),     # K = 512: 128x128 tiles
     (conv(256, 256, 56, 128, 1), "sm90:10"),    # short input-heavy 1x1: 64x64 tiles, three CTAs per SM
     (conv(256, 64, 56, 64, 3), "sm90:17"),      # C = 64, 3x3: 7 with its nine weight k-blocks resident
     (conv(256, 64, 56, 64, 1), "sm90:7"),       # C = 64, 1x1: one k-block, resident in 7's ring already

@@ -12,7 +12,8 @@ namespace i8c {
 // several CTAs per SM, so one's epilogue overlaps the others' loads and MMAs (output-heavy, small-K layers):
 //   7 = 128x64 BK 64 (4 stages, 2 CTAs), 8 = 128x64 BK 128 (3, 2 CTAs), 10 = 64x64 BK 128 (3, 3 CTAs),
 //   11 = 64x128 BK 64 (4, 3 CTAs), 12 = 64x64 BK 32 (8, 4 CTAs), 13 = 128x64 BK 32 (6, 2 CTAs) (the
-//   last two for the folded stem), 14 = 128x64 BK 64 (3, 3 CTAs; fits its registers only in the
+//   last two for the folded stem), 20 = 64x128 BK 128 (2, 3 CTAs: 11 with half the k-blocks, for
+//   C % 128 == 0), 14 = 128x64 BK 64 (3, 3 CTAs; fits its registers only in the
 //   epilogue-specialised kernels without a residual). (9 = 64x64 BK 64 at 4 CTAs per SM was slower
 //   everywhere measured and is gone; the numbers stay stable. 64x128 at 4 CTAs spilled 10-270 bytes.)
 // ping-pong (the two consumer warpgroups take alternate tiles, so one's epilogue overlaps the other's
@@ -27,7 +28,7 @@ namespace i8c {
 // 9 x 8 KB), 2 stages of 27 KB.
 // (128x128 spills at two CTAs per SM.) Needs groups == 1, C % BK == 0, 16-byte aligned x and w.
 static constexpr int kConvBK[] = {128, 64, 128, 64, 128, 64, 32, 64, 128, 64, 128, 64, 32, 32, 64, 64, 64, 64,
-                                  64, 64};
+                                  64, 64, 128};
 static constexpr int kConvConfigs = sizeof(kConvBK) / sizeof(int);
 
 template <int EPI>
@@ -69,6 +70,7 @@ const char* conv_sm90_cfg(int cfg, const ConvShape& s, const int8_t* x, const in
     case 19:
       if constexpr (EPI == EPI_ANY) return "halo conv (config 19): needs int8 out, O % 16 == 0, no split-K";
       else return I8C_CONV_HALO(128, 64, 64, 2, 2, 9, 27);
+    case 20: return I8C_CONV(64, 128, 128, 2, 3);
     default: return "unknown conv_sm90 tile config";
   }
 #undef I8C_CONV

@@ -907,19 +907,29 @@ static CUtensorMapSwizzle swizzle_of(int bk) {
   return bk == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : (bk == 64 ? CU_TENSOR_MAP_SWIZZLE_64B : CU_TENSOR_MAP_SWIZZLE_32B);
 }
 
+// One cuTensorMapEncodeTiled call for an int8 tensor of RANK dimensions (dims[0] innermost, strides in
+// bytes of dims 1 .. RANK - 1), boxes `box`, swizzled by `swizzle_bytes` (the box's inner bytes).
+template <int RANK>
+static const char* encode_tiled(CUtensorMap* map, const void* ptr, const cuuint64_t (&dims)[RANK],
+                                const cuuint64_t (&strides)[RANK - 1], const cuuint32_t (&box)[RANK],
+                                int swizzle_bytes) {
+  static auto enc = driver_entry<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled");
+  if (!enc) return "cuTensorMapEncodeTiled unavailable";
+  cuuint32_t estr[RANK];
+  for (auto& e : estr) e = 1;
+  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, RANK, const_cast<void*>(ptr), dims, strides, box, estr,
+                   CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of(swizzle_bytes), CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled failed";
+}
+
 // [rows, K] row-major int8 (row stride `ld` bytes, default K), boxes of box_rows x bk bytes.
 static const char* make_map(CUtensorMap* map, const void* ptr, int rows, int K, int box_rows, int bk,
                             long long ld = 0) {
-  static auto enc = driver_entry<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled");
-  if (!enc) return "cuTensorMapEncodeTiled unavailable";
-  cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
-  cuuint64_t strides[1] = {(cuuint64_t)(ld ? ld : K)};
-  cuuint32_t box[2] = {(cuuint32_t)bk, (cuuint32_t)box_rows};
-  cuuint32_t estr[2] = {1, 1};
-  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(ptr), dims, strides, box, estr,
-                   CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of(bk), CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled failed";
+  const cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
+  const cuuint64_t strides[1] = {(cuuint64_t)(ld ? ld : K)};
+  const cuuint32_t box[2] = {(cuuint32_t)bk, (cuuint32_t)box_rows};
+  return encode_tiled(map, ptr, dims, strides, box, bk);
 }
 
 // NHWC int8 input as an im2col map: each load yields box_rows output pixels x bk channels. The pixel
@@ -938,37 +948,18 @@ static const char* make_im2col_map(CUtensorMap* map, const void* x, const ConvSh
   return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeIm2col failed";
 }
 
-// A 4-D tiled map (dims[0] innermost, strides in bytes of dims 1..3), boxes `box`, swizzled by the
-// box's inner bytes (64 or 128).
-static const char* make_map_4d(CUtensorMap* map, const void* ptr, const cuuint64_t (&dims)[4],
-                               const cuuint64_t (&strides)[3], const cuuint32_t (&box)[4]) {
-  static auto enc = driver_entry<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled");
-  if (!enc) return "cuTensorMapEncodeTiled unavailable";
-  cuuint32_t estr[4] = {1, 1, 1, 1};
-  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, const_cast<void*>(ptr), dims, strides, box, estr,
-                   CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of((int)box[0]), CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled (4-d) failed";
-}
-
 // The weights [N, K] of a PERM kernel, loaded with each 16 channels' rows in acc_channel<true> order: smem
 // row 8 jj + 2 l + e of group g holds channel 16 g + 4 l + 2 jj + e. A 5-d view {K, e, l, jj, g} whose
 // strides reorder the channel's bits (K, 4 K, 2 K, 16 K bytes); boxes {bk, 2, 4, 2, bn / 16} land in
 // shared memory like the 2-d map's [bn][bk] boxes, swizzle included. Needs N % 16 == 0 (a partial group's
 // missing channels would be read from past the tensor: the TMA unit bounds each dimension alone).
 static const char* make_perm16_map(CUtensorMap* map, const void* B, int N, int K, int bn, int bk) {
-  static auto enc = driver_entry<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled");
-  if (!enc) return "cuTensorMapEncodeTiled unavailable";
   if (N % 16 || bn % 16) return "internal: channel-permuted weights need N % 16 == 0";
   const cuuint64_t k = (cuuint64_t)K;
-  cuuint64_t dims[5] = {k, 2, 4, 2, (cuuint64_t)(N / 16)};
-  cuuint64_t strides[4] = {k, 4 * k, 2 * k, 16 * k};
-  cuuint32_t box[5] = {(cuuint32_t)bk, 2, 4, 2, (cuuint32_t)(bn / 16)};
-  cuuint32_t estr[5] = {1, 1, 1, 1, 1};
-  CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 5, const_cast<void*>(B), dims, strides, box, estr,
-                   CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of(bk), CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS ? nullptr : "cuTensorMapEncodeTiled (channel-permuted weights) failed";
+  const cuuint64_t dims[5] = {k, 2, 4, 2, (cuuint64_t)(N / 16)};
+  const cuuint64_t strides[4] = {k, 4 * k, 2 * k, 16 * k};
+  const cuuint32_t box[5] = {(cuuint32_t)bk, 2, 4, 2, (cuuint32_t)(bn / 16)};
+  return encode_tiled(map, B, dims, strides, box, bk);
 }
 
 // Why a HALO conv kernel cannot take this call (nullptr: it can). Its stage holds the KW halo boxes and
@@ -1005,11 +996,11 @@ static const char* launch(const int8_t* A, const int8_t* B, int M, int N, int K,
     const cuuint64_t xdims[4] = {(cuuint64_t)c.C, (cuuint64_t)c.W, (cuuint64_t)c.H, (cuuint64_t)c.N};
     const cuuint64_t xstr[3] = {(cuuint64_t)c.C, (cuuint64_t)c.W * c.C, (cuuint64_t)c.H * c.W * c.C};
     const cuuint32_t xbox[4] = {(cuuint32_t)BK, (cuuint32_t)HALO_TW, (cuuint32_t)(HALO_TH + c.KH - 1), 1};
-    if (const char* e = make_map_4d(&ma, A, xdims, xstr, xbox)) return e;
+    if (const char* e = encode_tiled(&ma, A, xdims, xstr, xbox, BK)) return e;
     const cuuint64_t odims[4] = {(cuuint64_t)N, (cuuint64_t)c.OW, (cuuint64_t)c.OH, (cuuint64_t)c.N};
     const cuuint64_t ostr[3] = {(cuuint64_t)p.ldo, (cuuint64_t)p.ldo * c.OW, (cuuint64_t)p.ldo * c.OW * c.OH};
     const cuuint32_t obox[4] = {(cuuint32_t)BN, (cuuint32_t)HALO_TW, 8, 1};  // one consumer's 8 x 8 block
-    if (const char* e = make_map_4d(&mc, p.out, odims, ostr, obox)) return e;
+    if (const char* e = encode_tiled(&mc, p.out, odims, ostr, obox, (int)obox[0])) return e;
     tma_out = true;
     const int tiles_w = (c.OW + HALO_TW - 1) / HALO_TW, tiles_h = (c.OH + HALO_TH - 1) / HALO_TH;
     g = ConvGeom{c.OH, c.OW, 1, 1, c.pt, c.pl, 1, 1, c.KW, 1, 0, nullptr, c.H, c.W, c.C, c.KH, tiles_w, tiles_h};

@@ -20,7 +20,8 @@ SM90_CONV_TILES = {0: (128, 128, 128), 1: (128, 128, 64), 2: (128, 64, 128), 3: 
                    12: (64, 64, 32), 13: (128, 64, 32), 14: (128, 64, 64),
                    15: (128, 128, 64), 16: (64, 128, 64),  # 15, 16: ping-pong consumers
                    17: (128, 64, 64),  # 7 with nine weight slots (a 64-channel 3x3's weights stay resident)
-                   18: (128, 64, 64), 19: (128, 64, 64)}  # 16 x 8-pixel tiles fed by halo boxes (HALO_CONFIGS)
+                   18: (128, 64, 64), 19: (128, 64, 64),  # 16 x 8-pixel tiles fed by halo boxes (HALO_CONFIGS)
+                   20: (64, 128, 128)}  # 11 with 128-byte k-blocks and two stages
 # the halo-fed convs: cfg -> (filter taps it keeps resident, bytes of its A stage). H100, batch 256
 # (benchmarks/results/cuda_2026-11-26_session4.md): 64 -> 64 3x3 at 56x56 80.9 us on 19 vs 110.1 on 17;
 # the row-folded stem (fold pass + 4x1 conv) 340.0 on 18 vs 380.7 on 7
@@ -101,9 +102,12 @@ def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
         per SM (13);
       * 128x128 tiles would leave most SMs idle (batch 1): 128x64 tiles (2, or 7 for C = 64);
       * short reductions into >= 128 channels (the output-heavy 1x1 expansions): 64x128 tiles at
-        three CTAs per SM (11), so epilogues overlap other CTAs' loads and MMAs; with at least twice
-        as many input as output channels (256 -> 128) 64x64 tiles with 128-byte k-blocks at three
-        CTAs per SM (10: H100, 256 -> 128 1x1 at 56x56, batch 256, 107.7 vs 118.5 us);
+        three CTAs per SM, so epilogues overlap other CTAs' loads and MMAs, with 128-byte k-blocks in
+        two stages where C % 128 == 0 (20: half the k-blocks, so half the per-k-block waits and
+        arrivals; H100, batch 256, same process: 128 -> 512 at 28x28 57.7 vs 61.7 us, 256 -> 1024 at
+        14x14 37.9 vs 40.3, 256 -> 512 stride 2 73.0 vs 79.2), else 64-byte k-blocks in four (11);
+        with at least twice as many input as output channels (256 -> 128) 64x64 tiles with 128-byte
+        k-blocks at three CTAs per SM (10: 256 -> 128 1x1 at 56x56, 107.7 vs 118.5 us for 11);
       * C = 64: 128x64 at two CTAs per SM, 64-byte k-blocks (7); when its k-blocks are 5-9 (the
         3x3), the same with nine weight slots (17), so the weights stay resident (H200, 64 -> 64 3x3
         at 56x56, batch 256: 113.5 vs 129.0 us); O <= 64 like 7 with 128-byte k-blocks (8);
@@ -113,7 +117,9 @@ def sm90_conv_config(M: int, O: int, C: int, K: int, sms: int = 132) -> int:
     if -(-M // 128) * -(-O // 128) < sms // 2:
         return 7 if C % 128 else 2
     if K <= 256 and O >= 128:
-        return 10 if C >= 2 * O else 11
+        if C >= 2 * O:
+            return 10
+        return 20 if C % 128 == 0 else 11
     if C % 128:
         return 17 if 4 * 64 < K <= 9 * 64 else 7
     return 8 if O <= 64 else 0
