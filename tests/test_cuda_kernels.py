@@ -310,7 +310,7 @@ def test_conv2d_sm90_every_tile(case):
 def test_conv2d_sm90_tiles_without_fixed_columns(case):
     """O = 2200 makes more than 16 column blocks for every tile config, so no CTA keeps one column block
     (fixed_n) and each tile stages its own channel parameters: in the float-requant kernels that
-    includes the bias row the accumulators start from (bias_init), staged before the tile's MMAs.
+    includes the bias quads the accumulators start from (bias_init), staged before the tile's MMAs.
     Channels 0 / 1 carry +-2^31 biases, so their tiles also take the bias back out (bias_remove)."""
     g = torch.Generator().manual_seed(hash(("columns", case)) & 0xFFFF_FFFF)
     failures = [f for cfg, (_, _, bk) in ck.SM90_CONV_TILES.items() if case[1] % bk == 0 and cfg not in ck.HALO_CONFIGS
